@@ -1,0 +1,20 @@
+//! Airlock's vocabulary: typed ids, the evaluation spec and its validation, the run state
+//! machine, the event stream a sandbox writes, the versioned wire messages services
+//! exchange through RabbitMQ, score aggregation and the table of error codes.
+//!
+//! This crate does no I/O and knows no framework; every service depends on it.
+
+pub mod access;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod messages;
+pub mod score;
+pub mod spec;
+pub mod state;
+
+pub use access::Role;
+pub use error::ErrorCode;
+pub use ids::{EvaluationId, RunId, TeamId, UserId};
+pub use spec::EvalSpec;
+pub use state::{EvaluationStatus, RunState};

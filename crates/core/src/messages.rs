@@ -1,0 +1,162 @@
+//! Wire messages between services. Each is a serde-tagged enum whose variants carry a
+//! version in their tag (`run_requested.v1`); a new version is a new variant, and
+//! consumers keep reading the old ones until no producer sends them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::event::{EventBody, WorkerEvent};
+use crate::ids::{EvaluationId, RunId, TeamId};
+use crate::score::ScoreSummary;
+use crate::spec::{NetworkPolicy, Priority, Resources};
+use crate::state::{EvaluationStatus, RunState, StateCounts};
+
+/// Gateway -> orchestrator: start this run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum RunRequest {
+    #[serde(rename = "run_requested.v1")]
+    V1(RunRequested),
+}
+
+/// Everything the orchestrator needs to run one attempt, without reading the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequested {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub team_id: TeamId,
+    pub attempt: u32,
+    pub task_id: String,
+    pub epoch: u32,
+    pub priority: Priority,
+    pub submitted_at: DateTime<Utc>,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub resources: Resources,
+    pub timeout_secs: u64,
+    pub network: NetworkPolicy,
+    pub input: serde_json::Value,
+}
+
+/// Gateway -> orchestrator and result-processor (fan-out): control decisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Control {
+    #[serde(rename = "evaluation_cancelled.v1")]
+    EvaluationCancelledV1 {
+        evaluation_id: EvaluationId,
+        team_id: TeamId,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Orchestrator -> result-processor: what happened to a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum RunReport {
+    /// Lines read from the worker's stream, in order.
+    #[serde(rename = "run_events.v1")]
+    EventsV1(RunEvents),
+    /// The run entered a state.
+    #[serde(rename = "run_status.v1")]
+    StatusV1(RunStatusChange),
+}
+
+impl RunReport {
+    pub fn run_id(&self) -> RunId {
+        match self {
+            Self::EventsV1(e) => e.run_id,
+            Self::StatusV1(s) => s.run_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvents {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub attempt: u32,
+    pub events: Vec<WorkerEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatusChange {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub attempt: u32,
+    pub state: RunState,
+    /// Why, in words a researcher understands ("capacity full: 2 of 2 running").
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub at: DateTime<Utc>,
+}
+
+/// Result-processor -> every gateway replica (fan-out): what was just committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Update {
+    #[serde(rename = "evaluation_updated.v1")]
+    EvaluationUpdatedV1(EvaluationUpdate),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationUpdate {
+    pub evaluation_id: EvaluationId,
+    pub team_id: TeamId,
+    pub status: EvaluationStatus,
+    pub counts: StateCounts,
+    /// Runs whose row changed.
+    pub runs: Vec<RunSnapshot>,
+    /// Events committed, in seq order per run.
+    pub events: Vec<StoredEvent>,
+    /// Score aggregates that changed.
+    pub scores: Vec<ScoreSummary>,
+}
+
+/// A run's row as committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunSnapshot {
+    pub id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub task_id: String,
+    pub epoch: u32,
+    pub attempt: u32,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// An event as persisted, with its per-run sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    pub run_id: RunId,
+    /// 1, 2, 3, ... per run, without gaps; (run_id, seq) is unique.
+    pub seq: i64,
+    pub attempt: u32,
+    pub ts: DateTime<Utc>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_versioned_tags() {
+        let control = Control::EvaluationCancelledV1 {
+            evaluation_id: EvaluationId::new(),
+            team_id: TeamId::new(),
+            at: Utc::now(),
+        };
+        let json = serde_json::to_value(&control).expect("serializes");
+        assert_eq!(json["type"], "evaluation_cancelled.v1");
+        let back: Control = serde_json::from_value(json).expect("parses");
+        assert_eq!(back, control);
+    }
+}

@@ -1,0 +1,201 @@
+//! Evaluations and their runs as the gateway creates and reads them.
+
+use airlock_core::messages::RunSnapshot;
+use airlock_core::state::StateCounts;
+use airlock_core::{EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState, TeamId, UserId};
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::outbox::{self, OutboxMessage};
+use crate::rows::{Evaluation, EvaluationRow, RUN_COLUMNS, RunRow};
+use crate::{Db, Result};
+
+/// A run about to be created.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: RunId,
+    pub task_index: u32,
+    pub task_id: String,
+    pub epoch: u32,
+}
+
+/// An evaluation about to be created, with its runs and the messages announcing them.
+#[derive(Debug, Clone)]
+pub struct NewEvaluation<'a> {
+    pub id: EvaluationId,
+    pub team_id: TeamId,
+    pub owner_id: UserId,
+    pub spec: &'a EvalSpec,
+    pub created_at: DateTime<Utc>,
+    pub runs: &'a [NewRun],
+    pub outbox: &'a [OutboxMessage],
+}
+
+/// Which evaluations to list.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationFilter {
+    pub team_id: Option<TeamId>,
+    pub status: Option<EvaluationStatus>,
+    /// Every pair must be among the evaluation's labels.
+    pub labels: Vec<(String, String)>,
+    /// Continue after this (created_at, id), newest first.
+    pub before: Option<(DateTime<Utc>, EvaluationId)>,
+    pub limit: i64,
+}
+
+const EVALUATION_COLUMNS: &str = "e.id, e.team_id, e.owner_id, u.name AS owner_name, e.name, e.spec, \
+     e.status, e.counts, e.run_count, e.cancel_requested_at, e.created_at, e.started_at, e.finished_at";
+
+impl Db {
+    /// Creates the evaluation, its runs (queued) and its outbox messages in one
+    /// transaction: either all of it is stored or nothing is.
+    #[tracing::instrument(skip_all, fields(evaluation_id = %new.id, runs = new.runs.len()))]
+    pub async fn insert_evaluation(&self, new: NewEvaluation<'_>) -> Result<()> {
+        let mut counts = StateCounts::default();
+        counts.add(RunState::Queued, new.runs.len() as u64);
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO evaluations (id, team_id, owner_id, name, spec, labels, priority, status, counts,
+                                      run_count, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $10)",
+        )
+        .bind(new.id.as_uuid())
+        .bind(new.team_id.as_uuid())
+        .bind(new.owner_id.as_uuid())
+        .bind(&new.spec.name)
+        .bind(Json(new.spec))
+        .bind(Json(&new.spec.labels))
+        .bind(new.spec.priority.rank())
+        .bind(Json(&counts))
+        .bind(i32::try_from(new.runs.len()).unwrap_or(i32::MAX))
+        .bind(new.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for chunk in new.runs.chunks(10_000) {
+            let ids: Vec<Uuid> = chunk.iter().map(|r| r.id.as_uuid()).collect();
+            let indexes: Vec<i32> = chunk.iter().map(|r| r.task_index as i32).collect();
+            let task_ids: Vec<&str> = chunk.iter().map(|r| r.task_id.as_str()).collect();
+            let epochs: Vec<i32> = chunk.iter().map(|r| r.epoch as i32).collect();
+            sqlx::query(
+                "INSERT INTO runs (id, evaluation_id, task_index, task_id, epoch, created_at, updated_at)
+                 SELECT id, $1, task_index, task_id, epoch, $6, $6
+                 FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::int4[]) AS r(id, task_index, task_id, epoch)",
+            )
+            .bind(new.id.as_uuid())
+            .bind(&ids)
+            .bind(&indexes)
+            .bind(&task_ids)
+            .bind(&epochs)
+            .bind(new.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        outbox::insert(&mut tx, new.outbox).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One evaluation, if it exists and (when `team_id` is given) belongs to that team.
+    #[tracing::instrument(skip(self))]
+    pub async fn evaluation(&self, id: EvaluationId, team_id: Option<TeamId>) -> Result<Option<Evaluation>> {
+        let row: Option<EvaluationRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {EVALUATION_COLUMNS} FROM evaluations e JOIN users u ON u.id = e.owner_id
+             WHERE e.id = $1 AND ($2::uuid IS NULL OR e.team_id = $2)"
+        )))
+        .bind(id.as_uuid())
+        .bind(team_id.map(|t| t.as_uuid()))
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(Evaluation::try_from).transpose()
+    }
+
+    /// Evaluations matching the filter, newest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn evaluations(&self, filter: &EvaluationFilter) -> Result<Vec<Evaluation>> {
+        let labels: serde_json::Map<String, serde_json::Value> = filter
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let rows: Vec<EvaluationRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {EVALUATION_COLUMNS} FROM evaluations e JOIN users u ON u.id = e.owner_id
+             WHERE ($1::uuid IS NULL OR e.team_id = $1)
+               AND ($2::text IS NULL OR e.status = $2)
+               AND e.labels @> $3
+               AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4, $5))
+             ORDER BY e.created_at DESC, e.id DESC
+             LIMIT $6"
+        )))
+        .bind(filter.team_id.map(|t| t.as_uuid()))
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(Json(labels))
+        .bind(filter.before.map(|(at, _)| at))
+        .bind(filter.before.map(|(_, id)| id.as_uuid()))
+        .bind(filter.limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(Evaluation::try_from).collect()
+    }
+
+    /// The runs of an evaluation in task then epoch order.
+    #[tracing::instrument(skip(self))]
+    pub async fn runs_of(&self, evaluation_id: EvaluationId) -> Result<Vec<RunSnapshot>> {
+        let rows: Vec<RunRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE evaluation_id = $1 ORDER BY task_index, epoch"
+        )))
+        .bind(evaluation_id.as_uuid())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(RunSnapshot::try_from).collect()
+    }
+
+    /// One run, with the team that owns it.
+    #[tracing::instrument(skip(self))]
+    pub async fn run(&self, id: RunId) -> Result<Option<(RunSnapshot, TeamId)>> {
+        let row: Option<(Uuid,)> = sqlx::query_as(
+            "SELECT e.team_id FROM runs r JOIN evaluations e ON e.id = r.evaluation_id WHERE r.id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((team_id,)) = row else { return Ok(None) };
+        let run: RunRow = sqlx::query_as(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(id.as_uuid())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(Some((run.try_into()?, team_id.into())))
+    }
+
+    /// Records a cancel request and its control message in one transaction. Returns
+    /// false when the evaluation had already been asked to cancel (nothing is written).
+    #[tracing::instrument(skip(self, message))]
+    pub async fn request_cancel(&self, id: EvaluationId, message: &OutboxMessage) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE evaluations SET cancel_requested_at = now(), updated_at = now()
+             WHERE id = $1 AND cancel_requested_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        outbox::insert(&mut tx, std::slice::from_ref(message)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether the evaluation has been asked to cancel.
+    pub async fn is_cancel_requested(&self, id: EvaluationId) -> Result<bool> {
+        let at: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT cancel_requested_at FROM evaluations WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(matches!(at, Some(Some(_))))
+    }
+}

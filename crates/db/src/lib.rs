@@ -1,0 +1,73 @@
+//! All of Airlock's SQL. Services hold a [`Db`] and call its methods; nothing else writes
+//! a query. Migrations are embedded from the repository's `migrations/` directory.
+
+mod error;
+pub mod evaluations;
+pub mod events;
+pub mod identity;
+pub mod outbox;
+pub mod results;
+pub mod rows;
+
+pub use error::{DbError, Result};
+pub use outbox::OutboxMessage;
+pub use rows::*;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, postgres::PgListener};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The migrations, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A pool of connections to Airlock's database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Connects lazily: the pool opens connections when first used, so a service can
+    /// start (and report not-ready) while PostgreSQL is down.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations.
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether PostgreSQL answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// A listener for a notification channel (used to wake the outbox relay).
+    pub async fn listen(&self, channel: &str) -> Result<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+
+    /// Connections in use and idle, for metrics.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+}

@@ -1,0 +1,414 @@
+//! Applying what sandboxes report (written by the result-processor): events persisted
+//! idempotently, run state transitions checked against the state machine, evaluation
+//! status and score aggregates kept current, all in one transaction per batch.
+
+use airlock_core::event::EventBody;
+use airlock_core::messages::{EvaluationUpdate, RunReport, RunSnapshot, RunStatusChange, StoredEvent};
+use airlock_core::score::{Aggregate, ScoreSummary};
+use airlock_core::state::StateCounts;
+use airlock_core::{EvaluationId, EvaluationStatus, RunId, RunState, TeamId};
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use sqlx::{Postgres, Transaction};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use uuid::Uuid;
+
+use crate::rows::{AggregateRow, RUN_COLUMNS, RunRow, corrupt};
+use crate::{Db, Result};
+
+/// What one batch changed, and what it refused.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// One update per evaluation touched, to publish after commit.
+    pub updates: Vec<EvaluationUpdate>,
+    /// Transitions the state machine refused, for the log.
+    pub rejected: Vec<String>,
+    /// Events stored (duplicates excluded).
+    pub events_stored: usize,
+    /// Events ignored as already stored.
+    pub duplicates: usize,
+}
+
+struct RunWork {
+    snapshot: RunSnapshot,
+    last_seq: i64,
+    changed: bool,
+}
+
+struct NewEvent {
+    run_id: Uuid,
+    seq: i64,
+    attempt: i32,
+    source_seq: Option<i64>,
+    ts: DateTime<Utc>,
+    body: EventBody,
+}
+
+#[derive(Default)]
+struct EvaluationWork {
+    deltas: BTreeMap<&'static str, i64>,
+    runs: Vec<RunSnapshot>,
+    events: Vec<StoredEvent>,
+    scores: BTreeMap<String, Aggregate>,
+}
+
+impl Db {
+    /// Applies a batch of reports in one transaction.
+    #[tracing::instrument(skip_all, fields(reports = reports.len()))]
+    pub async fn apply_reports(&self, reports: &[RunReport]) -> Result<Applied> {
+        let mut by_run: BTreeMap<RunId, Vec<&RunReport>> = BTreeMap::new();
+        for report in reports {
+            by_run.entry(report.run_id()).or_default().push(report);
+        }
+        let mut tx = self.pool().begin().await?;
+        let mut runs = lock_runs(&mut tx, by_run.keys().copied().collect()).await?;
+        let mut applied = Applied::default();
+        let mut new_events = Vec::new();
+        let mut evaluations: BTreeMap<EvaluationId, EvaluationWork> = BTreeMap::new();
+
+        for (run_id, reports) in &by_run {
+            let Some(work) = runs.get_mut(run_id) else {
+                applied.rejected.push(format!("run {run_id} does not exist"));
+                continue;
+            };
+            let eval = evaluations.entry(work.snapshot.evaluation_id).or_default();
+            for report in reports {
+                match report {
+                    RunReport::EventsV1(batch) => {
+                        let fresh = fresh_source_seqs(&mut tx, *run_id, batch.attempt, &batch.events).await?;
+                        applied.duplicates += batch.events.len() - fresh.len();
+                        for event in batch.events.iter().filter(|e| fresh.contains(&(e.seq as i64))) {
+                            if let EventBody::Score { name, value } = &event.body {
+                                eval.scores
+                                    .entry(name.clone())
+                                    .and_modify(|a| a.push(*value))
+                                    .or_insert_with(|| Aggregate::of(*value));
+                            }
+                            work.last_seq += 1;
+                            new_events.push(NewEvent {
+                                run_id: run_id.as_uuid(),
+                                seq: work.last_seq,
+                                attempt: batch.attempt as i32,
+                                source_seq: Some(event.seq as i64),
+                                ts: event.ts,
+                                body: event.body.clone(),
+                            });
+                            work.changed = true;
+                        }
+                    }
+                    RunReport::StatusV1(change) => {
+                        match apply_status(&mut work.snapshot, change) {
+                            StatusOutcome::Unchanged => {}
+                            StatusOutcome::Rejected(why) => applied.rejected.push(why),
+                            StatusOutcome::Changed { from } => {
+                                *eval.deltas.entry(from.as_str()).or_default() -= 1;
+                                *eval.deltas.entry(change.state.as_str()).or_default() += 1;
+                                work.last_seq += 1;
+                                new_events.push(NewEvent {
+                                    run_id: run_id.as_uuid(),
+                                    seq: work.last_seq,
+                                    attempt: change.attempt as i32,
+                                    source_seq: None,
+                                    ts: change.at,
+                                    body: EventBody::Status {
+                                        state: change.state,
+                                        reason: change.reason.clone(),
+                                        exit_code: change.exit_code,
+                                    },
+                                });
+                                work.changed = true;
+                                eval.runs.retain(|r| r.id != *run_id);
+                                eval.runs.push(work.snapshot.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        insert_events(&mut tx, &new_events).await?;
+        update_runs(&mut tx, runs.values().filter(|w| w.changed)).await?;
+        applied.events_stored = new_events.len();
+        for event in new_events {
+            let evaluation_id = runs[&RunId::from(event.run_id)].snapshot.evaluation_id;
+            if let Some(eval) = evaluations.get_mut(&evaluation_id) {
+                eval.events.push(StoredEvent {
+                    run_id: event.run_id.into(),
+                    seq: event.seq,
+                    attempt: event.attempt as u32,
+                    ts: event.ts,
+                    body: event.body,
+                });
+            }
+        }
+        for (evaluation_id, work) in evaluations {
+            if work.events.is_empty() && work.runs.is_empty() {
+                continue;
+            }
+            let update = finish_evaluation(&mut tx, evaluation_id, work).await?;
+            applied.updates.push(update);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Cancels every run of the evaluation that has not started yet.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel_waiting_runs(&self, evaluation_id: EvaluationId, at: DateTime<Utc>) -> Result<Applied> {
+        let waiting: Vec<(Uuid, i32)> = sqlx::query_as(
+            "SELECT id, attempt FROM runs WHERE evaluation_id = $1 AND state IN ('queued', 'scheduling')",
+        )
+        .bind(evaluation_id.as_uuid())
+        .fetch_all(self.pool())
+        .await?;
+        let reports: Vec<RunReport> = waiting
+            .into_iter()
+            .map(|(id, attempt)| {
+                RunReport::StatusV1(RunStatusChange {
+                    run_id: id.into(),
+                    evaluation_id,
+                    attempt: attempt as u32,
+                    state: RunState::Cancelled,
+                    reason: Some("cancelled before it started".into()),
+                    exit_code: None,
+                    at,
+                })
+            })
+            .collect();
+        let mut applied = Applied::default();
+        for chunk in reports.chunks(1_000) {
+            let part = self.apply_reports(chunk).await?;
+            applied.updates.extend(part.updates);
+            applied.rejected.extend(part.rejected);
+        }
+        Ok(applied)
+    }
+}
+
+enum StatusOutcome {
+    Unchanged,
+    Rejected(String),
+    Changed { from: RunState },
+}
+
+fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcome {
+    if change.attempt < run.attempt {
+        return StatusOutcome::Rejected(format!(
+            "run {}: {} for attempt {} ignored, the run is at attempt {}",
+            run.id, change.state, change.attempt, run.attempt
+        ));
+    }
+    if run.state == change.state && (run.state != RunState::Scheduling || run.reason == change.reason) {
+        return StatusOutcome::Unchanged;
+    }
+    if let Err(invalid) = run.state.transition(change.state) {
+        return StatusOutcome::Rejected(format!("run {}: {invalid}", run.id));
+    }
+    let from = run.state;
+    run.state = change.state;
+    run.reason = change.reason.clone();
+    if change.exit_code.is_some() {
+        run.exit_code = change.exit_code;
+    }
+    if change.state == RunState::Running && run.started_at.is_none() {
+        run.started_at = Some(change.at);
+    }
+    if change.state.is_terminal() {
+        run.finished_at = Some(change.at);
+    }
+    StatusOutcome::Changed { from }
+}
+
+async fn lock_runs(tx: &mut Transaction<'_, Postgres>, ids: Vec<RunId>) -> Result<HashMap<RunId, RunWork>> {
+    let uuids: Vec<Uuid> = ids.iter().map(|r| r.as_uuid()).collect();
+    let rows: Vec<(i64, RunRow)> = sqlx::query_as::<_, RunRowWithSeq>(AssertSqlSafe(format!(
+        "SELECT last_seq, {RUN_COLUMNS} FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    )))
+    .bind(&uuids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.last_seq, r.run))
+    .collect();
+    let mut out = HashMap::with_capacity(rows.len());
+    for (last_seq, row) in rows {
+        let snapshot = RunSnapshot::try_from(row)?;
+        out.insert(
+            snapshot.id,
+            RunWork {
+                snapshot,
+                last_seq,
+                changed: false,
+            },
+        );
+    }
+    Ok(out)
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRowWithSeq {
+    last_seq: i64,
+    #[sqlx(flatten)]
+    run: RunRow,
+}
+
+/// The worker seqs of `events` not stored yet (and not repeated within the batch).
+async fn fresh_source_seqs(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: RunId,
+    attempt: u32,
+    events: &[airlock_core::event::WorkerEvent],
+) -> Result<HashSet<i64>> {
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+    let stored: Vec<i64> = sqlx::query_scalar(
+        "SELECT source_seq FROM run_events WHERE run_id = $1 AND attempt = $2 AND source_seq = ANY($3)",
+    )
+    .bind(run_id.as_uuid())
+    .bind(attempt as i32)
+    .bind(&seqs)
+    .fetch_all(&mut **tx)
+    .await?;
+    let stored: HashSet<i64> = stored.into_iter().collect();
+    Ok(seqs.into_iter().filter(|s| !stored.contains(s)).collect())
+}
+
+async fn insert_events(tx: &mut Transaction<'_, Postgres>, events: &[NewEvent]) -> Result<()> {
+    for chunk in events.chunks(5_000) {
+        let run_ids: Vec<Uuid> = chunk.iter().map(|e| e.run_id).collect();
+        let seqs: Vec<i64> = chunk.iter().map(|e| e.seq).collect();
+        let attempts: Vec<i32> = chunk.iter().map(|e| e.attempt).collect();
+        let source_seqs: Vec<Option<i64>> = chunk.iter().map(|e| e.source_seq).collect();
+        let kinds: Vec<&str> = chunk.iter().map(|e| e.body.kind()).collect();
+        let ts: Vec<DateTime<Utc>> = chunk.iter().map(|e| e.ts).collect();
+        let bodies = chunk
+            .iter()
+            .map(|e| serde_json::to_value(&e.body).map_err(corrupt))
+            .collect::<Result<Vec<_>>>()?;
+        sqlx::query(
+            "INSERT INTO run_events (run_id, seq, attempt, source_seq, kind, ts, body)
+             SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int4[], $4::int8[], $5::text[],
+                                  $6::timestamptz[], $7::jsonb[])",
+        )
+        .bind(&run_ids)
+        .bind(&seqs)
+        .bind(&attempts)
+        .bind(&source_seqs)
+        .bind(&kinds)
+        .bind(&ts)
+        .bind(&bodies)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn update_runs(tx: &mut Transaction<'_, Postgres>, runs: impl Iterator<Item = &RunWork>) -> Result<()> {
+    let runs: Vec<&RunWork> = runs.collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = runs.iter().map(|w| w.snapshot.id.as_uuid()).collect();
+    let last_seqs: Vec<i64> = runs.iter().map(|w| w.last_seq).collect();
+    let states: Vec<&str> = runs.iter().map(|w| w.snapshot.state.as_str()).collect();
+    let reasons: Vec<Option<&str>> = runs.iter().map(|w| w.snapshot.reason.as_deref()).collect();
+    let exit_codes: Vec<Option<i32>> = runs.iter().map(|w| w.snapshot.exit_code).collect();
+    let started: Vec<Option<DateTime<Utc>>> = runs.iter().map(|w| w.snapshot.started_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> = runs.iter().map(|w| w.snapshot.finished_at).collect();
+    sqlx::query(
+        "UPDATE runs r SET last_seq = u.last_seq, state = u.state, reason = u.reason,
+                exit_code = u.exit_code, started_at = u.started_at, finished_at = u.finished_at,
+                updated_at = now()
+         FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[],
+                     $7::timestamptz[]) AS u(id, last_seq, state, reason, exit_code, started_at, finished_at)
+         WHERE r.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&last_seqs)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(&exit_codes)
+    .bind(&started)
+    .bind(&finished)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn finish_evaluation(
+    tx: &mut Transaction<'_, Postgres>,
+    evaluation_id: EvaluationId,
+    work: EvaluationWork,
+) -> Result<EvaluationUpdate> {
+    let (team_id, Json(mut counts)): (Uuid, Json<StateCounts>) = sqlx::query_as(
+        "SELECT team_id, counts FROM evaluations WHERE id = $1 FOR UPDATE",
+    )
+    .bind(evaluation_id.as_uuid())
+    .fetch_one(&mut **tx)
+    .await?;
+    for (state, delta) in &work.deltas {
+        let state: RunState = state.parse().map_err(corrupt)?;
+        let next = (counts.get(state) as i64 + delta).max(0) as u64;
+        counts.set(state, next);
+    }
+    let status = EvaluationStatus::derive(&counts);
+    if !work.deltas.is_empty() {
+        sqlx::query(
+            "UPDATE evaluations SET counts = $2, status = $3, updated_at = now(),
+                    started_at = CASE WHEN $4 AND started_at IS NULL THEN now() ELSE started_at END,
+                    finished_at = CASE WHEN $5 THEN COALESCE(finished_at, now()) ELSE NULL END
+             WHERE id = $1",
+        )
+        .bind(evaluation_id.as_uuid())
+        .bind(Json(&counts))
+        .bind(status.as_str())
+        .bind(status != EvaluationStatus::Queued)
+        .bind(status.is_terminal())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut scores = Vec::with_capacity(work.scores.len());
+    for (name, delta) in work.scores {
+        let existing: Option<AggregateRow> = sqlx::query_as(
+            "SELECT name, count, mean, m2, min, max FROM score_aggregates
+             WHERE evaluation_id = $1 AND name = $2 FOR UPDATE",
+        )
+        .bind(evaluation_id.as_uuid())
+        .bind(&name)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let mut aggregate = existing.map(|r| r.aggregate()).unwrap_or(Aggregate {
+            count: 0,
+            mean: 0.0,
+            m2: 0.0,
+            min: 0.0,
+            max: 0.0,
+        });
+        aggregate.merge(&delta);
+        sqlx::query(
+            "INSERT INTO score_aggregates (evaluation_id, name, count, mean, m2, min, max)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (evaluation_id, name) DO UPDATE
+             SET count = $3, mean = $4, m2 = $5, min = $6, max = $7",
+        )
+        .bind(evaluation_id.as_uuid())
+        .bind(&name)
+        .bind(aggregate.count as i64)
+        .bind(aggregate.mean)
+        .bind(aggregate.m2)
+        .bind(aggregate.min)
+        .bind(aggregate.max)
+        .execute(&mut **tx)
+        .await?;
+        scores.push(ScoreSummary::new(name, &aggregate));
+    }
+    Ok(EvaluationUpdate {
+        evaluation_id,
+        team_id: TeamId::from(team_id),
+        status,
+        counts,
+        runs: work.runs,
+        events: work.events,
+        scores,
+    })
+}

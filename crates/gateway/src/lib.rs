@@ -1,0 +1,139 @@
+//! The API gateway: the REST and WebSocket API, API-token authentication, the outbox
+//! relay that hands accepted work to RabbitMQ, the consumer of committed updates, and
+//! the web UI's static files.
+//!
+//! `build` binds nothing itself: it takes an already-bound listener, so tests can pass
+//! port 0 and read the port back.
+
+mod auth;
+mod broker;
+pub mod config;
+mod dto;
+mod error;
+mod hub;
+mod metrics;
+pub mod openapi;
+mod relay;
+mod routes;
+mod static_files;
+pub mod tokens;
+
+pub use config::Config;
+
+use airlock_db::Db;
+use airlock_service::Readiness;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    hub: hub::Hub,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+}
+
+/// A gateway ready to run.
+pub struct Gateway {
+    listener: TcpListener,
+    router: Router,
+    db: Db,
+    readiness: Readiness,
+    broker: broker::BrokerTask,
+    publisher: broker::PublisherSlot,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Connects to PostgreSQL (applying pending migrations) and prepares every task.
+    pub async fn build(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(config.common.database_url.expose(), config.common.db_max_connections)?;
+        db.migrate().await?;
+        let readiness = Readiness::new(&["postgres", "rabbitmq"]);
+        let hub = hub::Hub::new(4096);
+        let (publisher_tx, publisher_rx) = watch::channel(None);
+        let config = Arc::new(config);
+        let state = AppState {
+            db: db.clone(),
+            hub: hub.clone(),
+            config: config.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let api = routes::api_router()
+            .route(
+                "/api/v1/openapi.json",
+                axum::routing::get(|| async {
+                    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document())
+                }),
+            )
+            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .with_state(state);
+        let router = Router::new()
+            .merge(api)
+            .merge(airlock_service::ops_router(readiness.clone()))
+            .fallback_service(static_files::service(&config.static_dir))
+            .layer(axum::middleware::from_fn(airlock_service::http_metrics))
+            .layer(CompressionLayer::new());
+        let broker = broker::BrokerTask {
+            url: config.common.amqp_url.expose().to_owned(),
+            hub,
+            readiness: readiness.clone(),
+            publisher: publisher_tx,
+        };
+        Ok(Self {
+            listener,
+            router,
+            db,
+            readiness,
+            broker,
+            publisher: publisher_rx,
+            config,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains in a fixed order:
+    /// HTTP (in-flight requests finish), the relay, the broker connection.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Gateway {
+            listener,
+            router,
+            db,
+            readiness,
+            broker,
+            publisher,
+            config,
+            shutdown,
+        } = self;
+        let tasks = CancellationToken::new();
+        let probe_db = db.clone();
+        let probe = readiness.spawn_probe("postgres", Duration::from_secs(2), tasks.clone(), move || {
+            let db = probe_db.clone();
+            async move { db.ping().await }
+        });
+        let broker = tokio::spawn(broker.run(tasks.clone()));
+        let relay = tokio::spawn(relay::Relay { db, publisher }.run(tasks.clone()));
+        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+        airlock_service::serve(listener, router, shutdown.clone()).await?;
+        tracing::info!("HTTP server stopped");
+        tasks.cancel();
+        let grace = Duration::from_secs(config.common.shutdown_grace_secs);
+        airlock_service::drain("outbox relay", grace, relay).await;
+        airlock_service::drain("broker connection", grace, broker).await;
+        probe.abort();
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}

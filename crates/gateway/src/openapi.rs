@@ -1,0 +1,67 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations. It is also kept
+//! in the repository (`crates/gateway/openapi.json`); a test fails when they differ.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{evaluations, runs, stream};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Airlock API",
+        description = "Submit evaluations of AI models and agents, run each task in an isolated sandbox, and read their events and scores.",
+    ),
+    paths(
+        evaluations::submit,
+        evaluations::list,
+        evaluations::read,
+        evaluations::cancel,
+        runs::read,
+        runs::events,
+        stream::stream,
+    ),
+    components(schemas(stream::StreamIn, airlock_core::spec::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "evaluations", description = "Evaluations and their live stream"),
+        (name = "runs", description = "Runs and their events"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as pretty JSON, as committed.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.to_pretty_json().unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_document_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+        let generated = super::document();
+        if std::env::var_os("AIRLOCK_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).expect("write openapi.json");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "crates/gateway/openapi.json is out of date: run `AIRLOCK_UPDATE_OPENAPI=1 cargo test -p airlock-gateway openapi` and commit it"
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! `/api/v1/evaluations`: submit, list, read and cancel evaluations.
+
+use airlock_core::messages::{Control, RunRequest, RunRequested};
+use airlock_core::spec::{SpecError, SpecFormat};
+use airlock_core::{EvalSpec, ErrorCode, EvaluationId, EvaluationStatus, RunId};
+use airlock_db::OutboxMessage;
+use airlock_db::evaluations::{EvaluationFilter, NewEvaluation, NewRun};
+use airlock_mq::topology;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::dto::{CancelOut, EvaluationListOut, EvaluationOut, EvaluationSummaryOut};
+use crate::error::{ApiError, ApiResult, ErrorOut};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/evaluations", post(submit).get(list))
+        .route("/api/v1/evaluations/{id}", get(read))
+        .route("/api/v1/evaluations/{id}/cancel", post(cancel))
+}
+
+/// Submit an evaluation spec (JSON or YAML).
+#[utoipa::path(
+    post,
+    path = "/api/v1/evaluations",
+    tag = "evaluations",
+    request_body(
+        content(
+            (EvalSpec = "application/json"),
+            (EvalSpec = "application/yaml"),
+        ),
+        description = "The spec. Unknown fields are rejected."
+    ),
+    responses(
+        (status = 201, description = "Accepted: stored with its runs and queued", body = EvaluationOut,
+         headers(("Location" = String, description = "URL of the new evaluation"))),
+        (status = 400, description = "Malformed JSON or YAML", body = ErrorOut),
+        (status = 401, description = "No valid token", body = ErrorOut),
+        (status = 403, description = "Viewers cannot submit", body = ErrorOut),
+        (status = 413, description = "Body larger than the limit", body = ErrorOut),
+        (status = 415, description = "Content-Type is neither JSON nor YAML", body = ErrorOut),
+        (status = 422, description = "Invalid fields, listed in details.errors", body = ErrorOut),
+        (status = 503, description = "Database unavailable", body = ErrorOut),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<EvaluationOut>)> {
+    caller.require_write("submit evaluations")?;
+    let format = spec_format(&headers)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {} bytes", state.config.max_body_bytes),
+            )
+        } else {
+            ApiError::new(ErrorCode::MalformedRequest, "the body could not be read")
+        }
+    })?;
+    let spec = EvalSpec::parse(&body, format).map_err(|error| match error {
+        SpecError::Malformed { .. } => ApiError::new(ErrorCode::MalformedRequest, error.to_string()),
+        SpecError::Invalid(errors) => ApiError::invalid_fields(errors),
+    })?;
+
+    let id = EvaluationId::new();
+    let created_at = Utc::now();
+    let (runs, outbox) = plan_runs(&spec, id, caller.team_id(), created_at)?;
+    state
+        .db
+        .insert_evaluation(NewEvaluation {
+            id,
+            team_id: caller.team_id(),
+            owner_id: caller.0.user_id,
+            spec: &spec,
+            created_at,
+            runs: &runs,
+            outbox: &outbox,
+        })
+        .await?;
+    crate::metrics::evaluation_submitted(runs.len());
+    tracing::info!(evaluation_id = %id, runs = runs.len(), user = %caller.0.user_name, "evaluation accepted");
+
+    let evaluation = state
+        .db
+        .evaluation(id, Some(caller.team_id()))
+        .await?
+        .ok_or_else(|| ApiError::internal("evaluation vanished after insert"))?;
+    let out = EvaluationOut {
+        summary: EvaluationSummaryOut::from(&evaluation),
+        spec: evaluation.spec,
+        runs: state.db.runs_of(id).await?,
+        scores: Vec::new(),
+    };
+    let mut response_headers = HeaderMap::new();
+    if let Ok(location) = format!("/api/v1/evaluations/{id}").parse() {
+        response_headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, response_headers, Json(out)))
+}
+
+fn spec_format(headers: &HeaderMap) -> ApiResult<SpecFormat> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "" => Ok(SpecFormat::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Ok(SpecFormat::Yaml),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("Content-Type `{other}` is not supported; use application/json or application/yaml"),
+        )),
+    }
+}
+
+/// One run per task x epoch, and the message asking the orchestrator to start it.
+fn plan_runs(
+    spec: &EvalSpec,
+    evaluation_id: EvaluationId,
+    team_id: airlock_core::TeamId,
+    submitted_at: DateTime<Utc>,
+) -> ApiResult<(Vec<NewRun>, Vec<OutboxMessage>)> {
+    let capacity = spec.run_count() as usize;
+    let mut runs = Vec::with_capacity(capacity);
+    let mut outbox = Vec::with_capacity(capacity);
+    for (index, task) in spec.tasks.iter().enumerate() {
+        for epoch in 1..=spec.epochs {
+            let run_id = RunId::new();
+            let request = RunRequest::V1(RunRequested {
+                run_id,
+                evaluation_id,
+                team_id,
+                attempt: 1,
+                task_id: task.id.clone(),
+                epoch,
+                priority: spec.priority,
+                submitted_at,
+                image: spec.image.clone(),
+                command: spec.command.clone(),
+                env: spec.env.clone(),
+                resources: spec.resources.clone(),
+                timeout_secs: spec.timeout_secs(),
+                network: spec.network,
+                input: task.input.clone(),
+            });
+            let payload = serde_json::to_value(&request).map_err(ApiError::internal)?;
+            outbox.push(OutboxMessage::new(
+                topology::RUNS_EXCHANGE,
+                topology::RUN_ROUTING_KEY,
+                spec.priority.rank(),
+                payload,
+            ));
+            runs.push(NewRun {
+                id: run_id,
+                task_index: index as u32,
+                task_id: task.id.clone(),
+                epoch,
+            });
+        }
+    }
+    Ok((runs, outbox))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only evaluations in this status.
+    status: Option<EvaluationStatus>,
+    /// Only evaluations carrying this label, as `key=value`; repeat by separating with commas.
+    label: Option<String>,
+    /// From `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    limit: Option<i64>,
+}
+
+/// List the team's evaluations, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/evaluations",
+    tag = "evaluations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = EvaluationListOut),
+        (status = 400, description = "Bad filter or cursor", body = ErrorOut),
+        (status = 401, description = "No valid token", body = ErrorOut),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<EvaluationListOut>> {
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::MalformedRequest, "limit must be between 1 and 200"));
+    }
+    let labels = match &query.label {
+        None => Vec::new(),
+        Some(text) => text
+            .split(',')
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| ApiError::new(ErrorCode::MalformedRequest, "label must be key=value"))
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+    };
+    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let evaluations = state
+        .db
+        .evaluations(&EvaluationFilter {
+            team_id: Some(caller.team_id()),
+            status: query.status,
+            labels,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let has_more = evaluations.len() as i64 > limit;
+    let items: Vec<EvaluationSummaryOut> = evaluations.iter().take(limit as usize).map(Into::into).collect();
+    let next_cursor = if has_more {
+        items.last().map(|last| encode_cursor(last.created_at, last.id))
+    } else {
+        None
+    };
+    Ok(Json(EvaluationListOut { items, next_cursor }))
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: EvaluationId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
+}
+
+fn decode_cursor(text: &str) -> ApiResult<(DateTime<Utc>, EvaluationId)> {
+    let bad = || ApiError::new(ErrorCode::MalformedRequest, "cursor is not one this API returned");
+    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = raw.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
+    let id = EvaluationId::parse(id).ok_or_else(bad)?;
+    Ok((at, id))
+}
+
+pub(crate) fn parse_evaluation_id(text: &str) -> ApiResult<EvaluationId> {
+    EvaluationId::parse(text).ok_or_else(|| ApiError::not_found("evaluation"))
+}
+
+/// Read one evaluation with its runs and score aggregates.
+#[utoipa::path(
+    get,
+    path = "/api/v1/evaluations/{id}",
+    tag = "evaluations",
+    params(("id" = String, Path, description = "Evaluation id")),
+    responses(
+        (status = 200, description = "The evaluation", body = EvaluationOut),
+        (status = 401, description = "No valid token", body = ErrorOut),
+        (status = 404, description = "No such evaluation in your team", body = ErrorOut),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn read(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<EvaluationOut>> {
+    let id = parse_evaluation_id(&id)?;
+    let evaluation = state
+        .db
+        .evaluation(id, Some(caller.team_id()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("evaluation"))?;
+    let runs = state.db.runs_of(id).await?;
+    let scores = state.db.scores_of(id).await?;
+    Ok(Json(EvaluationOut {
+        summary: EvaluationSummaryOut::from(&evaluation),
+        spec: evaluation.spec,
+        runs,
+        scores,
+    }))
+}
+
+/// Cancel an evaluation: queued runs never start, running sandboxes are stopped.
+/// Idempotent: cancelling again answers the same.
+#[utoipa::path(
+    post,
+    path = "/api/v1/evaluations/{id}/cancel",
+    tag = "evaluations",
+    params(("id" = String, Path, description = "Evaluation id")),
+    responses(
+        (status = 202, description = "Cancellation requested (or already requested)", body = CancelOut),
+        (status = 401, description = "No valid token", body = ErrorOut),
+        (status = 403, description = "Viewers cannot cancel", body = ErrorOut),
+        (status = 404, description = "No such evaluation in your team", body = ErrorOut),
+        (status = 409, description = "The evaluation already finished", body = ErrorOut),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<CancelOut>)> {
+    let id = parse_evaluation_id(&id)?;
+    let evaluation = state
+        .db
+        .evaluation(id, Some(caller.team_id()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("evaluation"))?;
+    caller.require_write("cancel evaluations")?;
+    if evaluation.cancel_requested_at.is_none() {
+        if evaluation.status.is_terminal() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("the evaluation already finished ({})", evaluation.status),
+            ));
+        }
+        let control = Control::EvaluationCancelledV1 {
+            evaluation_id: id,
+            team_id: evaluation.team_id,
+            at: Utc::now(),
+        };
+        let payload = serde_json::to_value(&control).map_err(ApiError::internal)?;
+        let message = OutboxMessage::new(topology::CONTROL_EXCHANGE, "", 0, payload);
+        if state.db.request_cancel(id, &message).await? {
+            tracing::info!(evaluation_id = %id, user = %caller.0.user_name, "cancellation requested");
+        }
+    }
+    let evaluation = state
+        .db
+        .evaluation(id, Some(caller.team_id()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("evaluation"))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CancelOut {
+            id,
+            status: evaluation.status,
+            cancel_requested_at: evaluation.cancel_requested_at,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let at = Utc::now();
+        let id = EvaluationId::new();
+        let (back_at, back_id) = decode_cursor(&encode_cursor(at, id)).expect("round trip");
+        assert_eq!((back_at, back_id), (at, id));
+        assert_eq!(decode_cursor("nope").map(|_| ()).unwrap_err().code(), ErrorCode::MalformedRequest);
+    }
+}

@@ -1,0 +1,662 @@
+//! The local runtime: each attempt runs in a bubblewrap sandbox on this machine.
+//!
+//! A sandbox has fresh user, pid, network (loopback only), ipc, uts and cgroup
+//! namespaces, no capabilities, no nested user namespaces, a read-only view of /usr and
+//! a few /etc files, private /tmp and /dev, and one writable directory, `/scratch`. It
+//! sees nothing of the orchestrator's environment. When the orchestrator runs as root,
+//! every live sandbox also runs as its own unprivileged host uid from a pool
+//! ([`LocalConfig::uid_base`], [`LocalConfig::slots`]): per-uid limits then bind per
+//! sandbox and sandboxes cannot read each other's files. Without root the sandboxes run
+//! as the orchestrator's user; RLIMIT_NPROC then counts that user's processes too (it is
+//! set to their current number plus 512), and file permissions do not separate
+//! sandboxes from each other (their namespaces still do).
+//!
+//! Limits come from the request's resources: a cgroup per sandbox (memory, 512 pids, CPU
+//! quota; v1 or v2, detected at start-up) and rlimits. The cgroup also tracks every
+//! process the sandbox starts, so `wait` returns only once all of them are gone.
+//!
+//! Layout: `<state_dir>/<name>/` holds the sandbox's files and `meta.json`, so a restarted
+//! orchestrator finds what an earlier process left (`list`) and can `stop` and `remove`
+//! it.
+
+mod args;
+mod cgroup;
+mod limits;
+mod process;
+mod procfs;
+mod state;
+mod uids;
+
+use self::args::{HostLayout, SandboxPaths};
+use self::cgroup::{CgroupLimits, Cgroups, SandboxCgroup};
+use self::limits::{ChildSetup, Rlimits};
+use self::process::{Launch, Live};
+use self::state::{Meta, SandboxDir};
+use self::uids::UidPool;
+use super::{BoxFuture, Created, OutputStream, RuntimeError, SandboxExit, SandboxInfo, SandboxRequest, SandboxRuntime};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Where cgroup hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// How often sandboxes known only on disk are polled by `wait`.
+const DISK_POLL: Duration = Duration::from_millis(100);
+/// Most bytes of the sandbox's private /tmp when its memory limit is larger; /tmp is
+/// memory, charged to the sandbox's cgroup.
+const MAX_TMP_BYTES: u64 = 1 << 30;
+
+/// Settings of the local runtime.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The `airlock-worker` binary, bound read-only into every sandbox.
+    pub worker_path: PathBuf,
+    /// Where sandbox directories live; created 0711, owned by the orchestrator.
+    pub state_dir: PathBuf,
+    /// The bubblewrap binary (Debian package `bubblewrap`). Default `/usr/bin/bwrap`.
+    pub bwrap_path: PathBuf,
+    /// First host uid (and gid) of the sandbox pool, used when running as root.
+    /// Default 200000.
+    pub uid_base: u32,
+    /// How many sandbox uids there are, i.e. the most sandboxes alive at once (as
+    /// root). Default 16.
+    pub slots: u32,
+    /// How long the runtime keeps killing and waiting for a sandbox's processes to be
+    /// gone (after `stop`, the deadline or the worker's exit) before it reports a
+    /// failure. Default 5 s.
+    pub kill_grace: Duration,
+    /// Added to the request's timeout for the runtime's own wall-clock deadline (the
+    /// worker normally ends the program at the timeout itself). Default 30 s.
+    pub deadline_margin: Duration,
+}
+
+impl LocalConfig {
+    pub const DEFAULT_BWRAP: &'static str = "/usr/bin/bwrap";
+    pub const DEFAULT_UID_BASE: u32 = 200_000;
+    pub const DEFAULT_SLOTS: u32 = 16;
+    pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+    pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
+    /// A configuration with the defaults for everything but the two paths.
+    pub fn new(worker_path: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            worker_path: worker_path.into(),
+            state_dir: state_dir.into(),
+            bwrap_path: Self::DEFAULT_BWRAP.into(),
+            uid_base: Self::DEFAULT_UID_BASE,
+            slots: Self::DEFAULT_SLOTS,
+            kill_grace: Self::DEFAULT_KILL_GRACE,
+            deadline_margin: Self::DEFAULT_DEADLINE_MARGIN,
+        }
+    }
+}
+
+/// The bubblewrap runtime. Spawn sandboxes from a runtime worker thread (a normal async
+/// task, not `spawn_blocking`): `--die-with-parent` ties each sandbox to the thread that
+/// started it.
+pub struct LocalRuntime {
+    config: LocalConfig,
+    host: HostLayout,
+    cgroups: Cgroups,
+    /// Sandboxes get pool uids (the orchestrator is root).
+    own_uids: bool,
+    uids: UidPool,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Serialises create, remove and list.
+    lifecycle: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LocalRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRuntime")
+            .field("config", &self.config)
+            .field("cgroups", &self.cgroups)
+            .field("own_uids", &self.own_uids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalRuntime {
+    /// Checks bubblewrap and the worker, prepares the state directory and detects
+    /// cgroups.
+    pub fn new(config: LocalConfig) -> Result<Self, RuntimeError> {
+        // SAFETY: geteuid has no preconditions.
+        let own_uids = unsafe { libc::geteuid() } == 0;
+        if own_uids && (config.slots == 0 || config.uid_base == 0 || config.uid_base.checked_add(config.slots).is_none()) {
+            return Err(RuntimeError::Failed(format!(
+                "invalid sandbox uid pool: base {} with {} slots",
+                config.uid_base, config.slots
+            )));
+        }
+        if !config.worker_path.is_file() {
+            return Err(RuntimeError::Failed(format!(
+                "the worker binary {} does not exist (build it with `cargo build -p airlock-worker`)",
+                config.worker_path.display()
+            )));
+        }
+        state::prepare_state_dir(&config.state_dir, own_uids).map_err(RuntimeError::Failed)?;
+        let host = HostLayout::probe();
+        probe_bwrap(&config, own_uids)?;
+
+        let cgroups = Cgroups::detect(Path::new(CGROUP_ROOT));
+        if cgroups.is_available() {
+            tracing::info!(cgroups = %cgroups.describe(), "local runtime cgroups");
+            if !cgroups.has_memory() {
+                tracing::warn!("no cgroup memory controller: memory is limited by RLIMIT_AS instead");
+            }
+        } else {
+            tracing::warn!(
+                "cgroups are unavailable: sandboxes run with rlimits only (memory by RLIMIT_AS, no CPU quota), \
+                 and leftover processes are found by uid only"
+            );
+        }
+        if !own_uids {
+            tracing::warn!(
+                "not running as root: sandboxes run as this user, so RLIMIT_NPROC counts all of its processes \
+                 and sandboxes are not separated by file permissions"
+            );
+        }
+
+        let uids = UidPool::new(config.uid_base, config.slots);
+        for (_, meta) in state::list(&config.state_dir).map_err(|e| {
+            RuntimeError::Failed(format!("cannot read the state directory {}: {e}", config.state_dir.display()))
+        })? {
+            if let Some(uid) = meta.host_uid {
+                uids.reserve(uid);
+            }
+        }
+        Ok(Self {
+            config,
+            host,
+            cgroups,
+            own_uids,
+            uids,
+            live: Mutex::new(HashMap::new()),
+            lifecycle: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &LocalConfig {
+        &self.config
+    }
+
+    /// The host path of a sandbox's scratch directory (`/scratch` inside).
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        SandboxDir::new(&self.config.state_dir, name).scratch()
+    }
+
+    fn live(&self, name: &str) -> Option<Arc<Live>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// The directory of a sandbox known only on disk, with its meta.
+    fn on_disk(&self, name: &str) -> Option<(SandboxDir, Meta)> {
+        if !state::valid_name(name) {
+            return None;
+        }
+        let dir = SandboxDir::new(&self.config.state_dir, name);
+        let meta = dir.read_meta().ok()?;
+        Some((dir, meta))
+    }
+
+    #[tracing::instrument(skip_all, fields(sandbox = %request.sandbox_name()))]
+    async fn create_sandbox(&self, request: &SandboxRequest) -> Result<Created, RuntimeError> {
+        check_request(request)?;
+        let name = request.sandbox_name();
+        let _lifecycle = self.lifecycle.lock().await;
+        if self.live(&name).is_some() {
+            return Ok(Created::Existing);
+        }
+        let dir = SandboxDir::new(&self.config.state_dir, &name);
+        if dir.exists() {
+            if dir.read_meta().is_ok() {
+                tracing::info!("a sandbox of an earlier process has this name");
+                return Ok(Created::Existing);
+            }
+            // A create that crashed before writing meta.json.
+            delete_dir(dir.clone()).await?;
+        }
+        let host_uid = if self.own_uids {
+            let busy = procfs::busy_uids();
+            Some(self.uids.allocate(&busy).ok_or_else(|| {
+                RuntimeError::Failed(format!(
+                    "all {} sandbox uids are in use; no more sandboxes can run at once",
+                    self.uids.slots()
+                ))
+            })?)
+        } else {
+            None
+        };
+        let cgroup = self.cgroups.sandbox(&name);
+        match self.start(request, &name, &dir, host_uid, cgroup.as_ref()).await {
+            Ok(live) => {
+                self.live
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name, Arc::new(live));
+                Ok(Created::New)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox could not be started; cleaning up");
+                if let Some(cgroup) = &cgroup {
+                    let _ = cgroup.kill_until_empty(self.config.kill_grace).await;
+                    let _ = cgroup.remove(self.config.kill_grace).await;
+                }
+                let _ = delete_dir(dir).await;
+                if let Some(uid) = host_uid {
+                    self.uids.release(uid);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        request: &SandboxRequest,
+        name: &str,
+        dir: &SandboxDir,
+        host_uid: Option<u32>,
+        cgroup: Option<&SandboxCgroup>,
+    ) -> Result<Live, RuntimeError> {
+        let failed = |what: &str, e: std::io::Error| RuntimeError::Failed(format!("{what} for sandbox {name}: {e}"));
+        let owner = host_uid.map(|uid| (uid, uid));
+        {
+            let dir = dir.clone();
+            let input = request.input.clone();
+            tokio::task::spawn_blocking(move || dir.prepare(owner, &input))
+                .await
+                .map_err(|e| RuntimeError::Failed(format!("preparing the sandbox directory panicked: {e}")))?
+                .map_err(|e| failed("cannot prepare the directory", e))?;
+        }
+        let mut meta = Meta {
+            name: name.to_owned(),
+            run_id: request.run_id,
+            evaluation_id: request.evaluation_id,
+            team_id: request.team_id,
+            attempt: request.attempt,
+            task_id: request.task_id.clone(),
+            image: request.image.clone(),
+            created: chrono::Utc::now(),
+            pid: None,
+            pid_start: None,
+            host_uid,
+        };
+        dir.write_meta(&meta).map_err(|e| failed("cannot write meta.json", e))?;
+
+        let memory = request.resources.memory_bytes();
+        if let Some(cgroup) = cgroup {
+            let limits = CgroupLimits {
+                memory_bytes: memory,
+                pids: cgroup::PIDS_MAX,
+                cpu_millis: request.resources.cpu_millis(),
+            };
+            cgroup
+                .create(limits, self.config.kill_grace)
+                .await
+                .map_err(|e| failed("cannot set up the cgroup", e))?;
+        }
+        let nproc = match host_uid {
+            Some(_) => limits::MAX_PROCESSES,
+            // SAFETY: getuid has no preconditions.
+            None => procfs::tasks_of_uid(unsafe { libc::getuid() }) + limits::MAX_PROCESSES,
+        };
+        let rlimits = Rlimits::for_request(&request.resources, request.timeout_secs, nproc, self.cgroups.has_memory());
+        let cgroup_procs = cgroup
+            .map(SandboxCgroup::procs_files)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| CString::new(path.as_os_str().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RuntimeError::Failed(format!("cgroup path with a NUL byte: {e}")))?;
+        let setup = ChildSetup {
+            cgroup_procs,
+            rlimits,
+            user: owner,
+        };
+
+        let (scratch, input, passwd, group) = (dir.scratch(), dir.input(), dir.passwd(), dir.group());
+        let paths = SandboxPaths {
+            input: &input,
+            passwd: &passwd,
+            group: &group,
+            scratch: &scratch,
+            worker: &self.config.worker_path,
+        };
+        let env = args::sandbox_env(request);
+        let bwrap_args = args::bwrap_args(&self.host, &paths, &env, &request.command, memory.min(MAX_TMP_BYTES));
+        let live = Live::spawn(Launch {
+            name: name.to_owned(),
+            bwrap: self.config.bwrap_path.clone(),
+            args: bwrap_args,
+            setup,
+            cgroup: cgroup.cloned(),
+            host_uid,
+            deadline: Duration::from_secs(request.timeout_secs).saturating_add(self.config.deadline_margin),
+            kill_grace: self.config.kill_grace,
+        })?;
+        meta.pid = Some(live.pid);
+        meta.pid_start = procfs::start_time(live.pid);
+        dir.write_meta(&meta).map_err(|e| failed("cannot write meta.json", e))?;
+        Ok(live)
+    }
+
+    #[tracing::instrument(skip_all, fields(sandbox = %name))]
+    async fn stop_sandbox(&self, name: &str) -> Result<(), RuntimeError> {
+        if let Some(live) = self.live(name) {
+            live.request_stop();
+            // A sandbox whose outcome is a runtime failure has ended too.
+            self.wait_killed(name, &live).await.map(|_| ())
+        } else if let Some((dir, meta)) = self.on_disk(name) {
+            dir.mark_stopped();
+            self.kill_leftover(name, &meta).await
+        } else {
+            Err(RuntimeError::NotFound(name.to_owned()))
+        }
+    }
+
+    /// Waits for a killed sandbox to have ended, within the grace period (plus a second
+    /// for bookkeeping); its outcome does not matter.
+    async fn wait_killed(&self, name: &str, live: &Live) -> Result<(), RuntimeError> {
+        let limit = self.config.kill_grace + Duration::from_secs(1);
+        match live.wait_within(limit).await {
+            Some(_) => Ok(()),
+            None => Err(RuntimeError::Failed(format!(
+                "sandbox {name} did not end within {limit:?} of being killed"
+            ))),
+        }
+    }
+
+    /// Kills everything of a sandbox started by an earlier process: its recorded bwrap
+    /// process, its cgroup and its uid.
+    async fn kill_leftover(&self, name: &str, meta: &Meta) -> Result<(), RuntimeError> {
+        let cgroup = self.cgroups.sandbox(name);
+        let pool_uid = meta.host_uid.filter(|uid| self.uids.contains(*uid));
+        let deadline = tokio::time::Instant::now() + self.config.kill_grace;
+        loop {
+            let mut found = false;
+            if let Some(pid) = meta.pid.filter(|pid| procfs::is_running(*pid, meta.pid_start)) {
+                found = true;
+                procfs::sigkill(i32::try_from(pid).unwrap_or(0));
+            }
+            if let Some(cgroup) = &cgroup {
+                found |= cgroup.kill_pass();
+            }
+            if let Some(uid) = pool_uid {
+                for pid in procfs::pids_of_uid(uid) {
+                    found = true;
+                    procfs::sigkill(pid);
+                }
+            }
+            if !found {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Failed(format!(
+                    "processes of sandbox {name} survived {:?} of SIGKILL",
+                    self.config.kill_grace
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether anything of a sandbox known only on disk still runs.
+    fn leftover_alive(&self, name: &str, meta: &Meta) -> bool {
+        meta.pid.is_some_and(|pid| procfs::is_running(pid, meta.pid_start))
+            || self.cgroups.sandbox(name).is_some_and(|c| !c.pids().is_empty())
+            || meta
+                .host_uid
+                .filter(|uid| self.uids.contains(*uid))
+                .is_some_and(|uid| !procfs::pids_of_uid(uid).is_empty())
+    }
+
+    #[tracing::instrument(skip_all, fields(sandbox = %name))]
+    async fn wait_sandbox(&self, name: &str) -> Result<SandboxExit, RuntimeError> {
+        if let Some(live) = self.live(name) {
+            return live.wait().await;
+        }
+        let Some((dir, meta)) = self.on_disk(name) else {
+            return Err(RuntimeError::NotFound(name.to_owned()));
+        };
+        // Started by an earlier process: its exit status is lost; wait until nothing of
+        // it runs.
+        while self.leftover_alive(name, &meta) {
+            tokio::time::sleep(DISK_POLL).await;
+        }
+        Ok(SandboxExit {
+            code: None,
+            signal: None,
+            oom_killed: self.cgroups.sandbox(name).is_some_and(|c| c.oom_killed()),
+            stopped: dir.was_stopped(),
+            deadline_exceeded: false,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(sandbox = %name))]
+    async fn remove_sandbox(&self, name: &str) -> Result<(), RuntimeError> {
+        let _lifecycle = self.lifecycle.lock().await;
+        if !state::valid_name(name) {
+            return Ok(());
+        }
+        let dir = SandboxDir::new(&self.config.state_dir, name);
+        let cgroup = self.cgroups.sandbox(name);
+        let live = self.live(name);
+        let host_uid = match &live {
+            Some(live) => {
+                if !live.finished() {
+                    tracing::info!("removing a running sandbox: stopping it first");
+                    live.request_stop();
+                }
+                self.wait_killed(name, &live).await?;
+                live.host_uid
+            }
+            None => match dir.read_meta() {
+                Ok(meta) => {
+                    self.kill_leftover(name, &meta).await?;
+                    meta.host_uid
+                }
+                Err(_) => None,
+            },
+        };
+        if let Some(cgroup) = &cgroup {
+            cgroup
+                .remove(self.config.kill_grace)
+                .await
+                .map_err(|e| RuntimeError::Failed(format!("cannot remove the cgroup of {name}: {e}")))?;
+        }
+        delete_dir(dir).await?;
+        if let Some(uid) = host_uid {
+            self.uids.release(uid);
+        }
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        tracing::info!("sandbox removed");
+        Ok(())
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, RuntimeError> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let found = state::list(&self.config.state_dir).map_err(|e| {
+            RuntimeError::Failed(format!("cannot read the state directory {}: {e}", self.config.state_dir.display()))
+        })?;
+        Ok(found
+            .into_iter()
+            .map(|(_, meta)| {
+                let alive = match self.live(&meta.name) {
+                    Some(live) => !live.finished(),
+                    None => self.leftover_alive(&meta.name, &meta),
+                };
+                SandboxInfo {
+                    name: meta.name,
+                    run_id: meta.run_id,
+                    evaluation_id: meta.evaluation_id,
+                    team_id: meta.team_id,
+                    attempt: meta.attempt,
+                    alive,
+                }
+            })
+            .collect())
+    }
+
+    fn take_output(&self, name: &str) -> Result<OutputStream, RuntimeError> {
+        match self.live(name) {
+            Some(live) => live
+                .take_output()
+                .ok_or_else(|| RuntimeError::Failed("output already taken".into())),
+            None if self.on_disk(name).is_some() => Err(RuntimeError::Failed(format!(
+                "the output of sandbox {name} is lost: an earlier orchestrator process started it"
+            ))),
+            None => Err(RuntimeError::NotFound(name.to_owned())),
+        }
+    }
+}
+
+impl SandboxRuntime for LocalRuntime {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn create<'a>(&'a self, request: &'a SandboxRequest) -> BoxFuture<'a, Result<Created, RuntimeError>> {
+        Box::pin(self.create_sandbox(request))
+    }
+
+    fn output<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<OutputStream, RuntimeError>> {
+        Box::pin(async move { self.take_output(name) })
+    }
+
+    fn wait<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<SandboxExit, RuntimeError>> {
+        Box::pin(self.wait_sandbox(name))
+    }
+
+    fn stop<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.stop_sandbox(name))
+    }
+
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.remove_sandbox(name))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, RuntimeError>> {
+        Box::pin(self.list_sandboxes())
+    }
+}
+
+/// Refuses what this runtime cannot run.
+fn check_request(request: &SandboxRequest) -> Result<(), RuntimeError> {
+    let gpus = request.resources.gpu;
+    if gpus > 0 {
+        return Err(RuntimeError::Refused(format!(
+            "the local runtime has no GPUs; this spec asks for {gpus}"
+        )));
+    }
+    if request.command.is_empty() {
+        return Err(RuntimeError::Refused("the command is empty".into()));
+    }
+    if request.command.iter().any(|part| part.contains('\0')) {
+        return Err(RuntimeError::Refused("the command contains a NUL byte".into()));
+    }
+    for (name, value) in &request.env {
+        if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(RuntimeError::Refused(format!("invalid environment variable {name:?}")));
+        }
+        if name.starts_with("AIRLOCK_") {
+            return Err(RuntimeError::Refused(format!(
+                "environment variable {name} is reserved (AIRLOCK_ prefix)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn delete_dir(dir: SandboxDir) -> Result<(), RuntimeError> {
+    let path = dir.root().to_owned();
+    tokio::task::spawn_blocking(move || dir.delete())
+        .await
+        .map_err(|e| RuntimeError::Failed(format!("deleting {} panicked: {e}", path.display())))?
+        .map_err(|e| RuntimeError::Failed(format!("cannot delete {}: {e}", path.display())))
+}
+
+/// Checks that bwrap exists and can build a sandbox like ours here, as the user the
+/// sandboxes will run as.
+fn probe_bwrap(config: &LocalConfig, own_uids: bool) -> Result<(), RuntimeError> {
+    use std::os::unix::process::CommandExt;
+    let bwrap = &config.bwrap_path;
+    if !bwrap.is_file() {
+        return Err(RuntimeError::Failed(format!(
+            "bubblewrap not found at {}: install the Debian package `bubblewrap` (apt-get install bubblewrap)",
+            bwrap.display()
+        )));
+    }
+    let host = HostLayout::probe();
+    let mut args: Vec<std::ffi::OsString> = [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    for (path, entry) in &host.roots {
+        match entry {
+            args::HostEntry::Symlink(target) => {
+                args.extend(["--symlink".into(), target.clone().into_os_string(), (*path).into()]);
+            }
+            args::HostEntry::Dir => args.extend(["--ro-bind".into(), (*path).into(), (*path).into()]),
+            args::HostEntry::File | args::HostEntry::Missing => {}
+        }
+    }
+    args.extend(
+        [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--ro-bind",
+        ]
+        .iter()
+        .map(Into::into),
+    );
+    args.push(config.worker_path.clone().into_os_string());
+    args.extend(["/airlock/bin/airlock-worker", "--remount-ro", "/", "--", "true"].iter().map(Into::into));
+
+    let mut command = std::process::Command::new(bwrap);
+    command
+        .args(&args)
+        .env_clear()
+        .current_dir("/")
+        .stdin(std::process::Stdio::null());
+    if own_uids {
+        command.uid(config.uid_base).gid(config.uid_base);
+    }
+    let output = command.output().map_err(|e| {
+        RuntimeError::Failed(format!(
+            "cannot run bubblewrap at {}: {e} (Debian package `bubblewrap`)",
+            bwrap.display()
+        ))
+    })?;
+    if !output.status.success() {
+        return Err(RuntimeError::Failed(format!(
+            "bubblewrap at {} cannot create a sandbox here ({}): {}. The local runtime needs bubblewrap >= 0.8 \
+             (Debian package `bubblewrap`), unprivileged user namespaces (user.max_user_namespaces > 0), and the \
+             worker binary and state directory readable by the sandbox uids",
+            bwrap.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}

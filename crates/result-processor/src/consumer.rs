@@ -1,0 +1,167 @@
+//! Consuming run reports and control messages. Reports are applied in batches: up to
+//! `batch_size` deliveries, or what arrived within `batch_wait` of the first. A batch is
+//! acknowledged only after its transaction committed and its updates were published;
+//! if anything fails, every delivery of the batch is returned to the queue, and the
+//! redelivery is absorbed by the idempotent apply.
+
+use airlock_core::messages::{Control, RunReport, Update};
+use airlock_db::Db;
+use airlock_db::results::Applied;
+use airlock_mq::{Backoff, Delivery, Publisher, topology};
+use airlock_service::Readiness;
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub struct Consumer {
+    pub url: String,
+    pub db: Db,
+    pub readiness: Readiness,
+    pub batch_size: u16,
+    pub batch_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Mq(#[from] airlock_mq::MqError),
+    #[error(transparent)]
+    Db(#[from] airlock_db::DbError),
+}
+
+impl Consumer {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
+        while !shutdown.is_cancelled() {
+            match self.session(&shutdown).await {
+                Ok(()) => return,
+                Err(error) => {
+                    self.readiness.set("rabbitmq", false);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "consumer interrupted");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<(), Error> {
+        let connection = airlock_mq::connect(&self.url, "airlock-result-processor").await?;
+        topology::declare_all(&connection).await?;
+        let publisher = Publisher::new(&connection).await?;
+        let mut reports =
+            airlock_mq::consume(&connection, topology::RUN_REPORTS_QUEUE, self.batch_size, "results").await?;
+        let mut control = airlock_mq::consume(&connection, topology::RESULTS_CONTROL_QUEUE, 16, "results-control").await?;
+        self.readiness.set("rabbitmq", true);
+        tracing::info!("consuming run reports");
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = connection.close(200, "shutting down".into()).await;
+                    return Ok(());
+                }
+                () = airlock_mq::closed(&connection) => return Err(airlock_mq::MqError::ConnectionLost.into()),
+                first = reports.next() => {
+                    let Some(first) = first else { return Err(airlock_mq::MqError::ConnectionLost.into()) };
+                    let mut batch = vec![first.map_err(airlock_mq::MqError::from)?];
+                    let deadline = tokio::time::Instant::now() + self.batch_wait;
+                    while batch.len() < usize::from(self.batch_size) {
+                        match tokio::time::timeout_at(deadline, reports.next()).await {
+                            Ok(Some(delivery)) => batch.push(delivery.map_err(airlock_mq::MqError::from)?),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    self.apply_batch(&publisher, batch).await?;
+                }
+                delivery = control.next() => {
+                    let Some(delivery) = delivery else { return Err(airlock_mq::MqError::ConnectionLost.into()) };
+                    self.apply_control(&publisher, delivery.map_err(airlock_mq::MqError::from)?).await?;
+                }
+            }
+        }
+    }
+
+    async fn apply_batch(&self, publisher: &Publisher, deliveries: Vec<Delivery>) -> Result<(), Error> {
+        let queue = topology::RUN_REPORTS_QUEUE;
+        let mut reports = Vec::with_capacity(deliveries.len());
+        let mut accepted = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            airlock_mq::metrics::consumed(queue);
+            if let Some(report) = airlock_mq::decode::<RunReport>(&delivery, queue).await {
+                reports.push(report);
+                accepted.push(delivery);
+            }
+        }
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let outcome = match self.db.apply_reports(&reports).await {
+            Ok(applied) => publish(publisher, &applied).await.map(|()| applied),
+            Err(error) => Err(error.into()),
+        };
+        match outcome {
+            Ok(applied) => {
+                crate::metrics::batch(reports.len(), started.elapsed().as_secs_f64(), &applied);
+                for why in &applied.rejected {
+                    tracing::warn!(reason = %why, "run report rejected");
+                }
+                for delivery in &accepted {
+                    airlock_mq::ack(delivery, queue).await?;
+                }
+                self.readiness.set("postgres", true);
+                Ok(())
+            }
+            Err(error) => {
+                if let Error::Db(db) = &error
+                    && db.is_unavailable()
+                {
+                    self.readiness.set("postgres", false);
+                }
+                for delivery in &accepted {
+                    let _ = airlock_mq::requeue(delivery, queue).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn apply_control(&self, publisher: &Publisher, delivery: Delivery) -> Result<(), Error> {
+        let queue = topology::RESULTS_CONTROL_QUEUE;
+        airlock_mq::metrics::consumed(queue);
+        let Some(control) = airlock_mq::decode::<Control>(&delivery, queue).await else {
+            return Ok(());
+        };
+        let result = match control {
+            Control::EvaluationCancelledV1 { evaluation_id, at, .. } => {
+                match self.db.cancel_waiting_runs(evaluation_id, at).await {
+                    Ok(applied) => publish(publisher, &applied).await,
+                    Err(error) => Err(error.into()),
+                }
+            }
+        };
+        match result {
+            Ok(()) => Ok(airlock_mq::ack(&delivery, queue).await?),
+            Err(error) => {
+                let _ = airlock_mq::requeue(&delivery, queue).await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Publishes one update per evaluation the batch changed, waiting for confirms.
+async fn publish(publisher: &Publisher, applied: &Applied) -> Result<(), Error> {
+    let mut pending = Vec::with_capacity(applied.updates.len());
+    for update in &applied.updates {
+        let payload = serde_json::to_vec(&Update::EvaluationUpdatedV1(update.clone())).map_err(airlock_mq::MqError::from)?;
+        pending.push(publisher.send(topology::UPDATES_EXCHANGE, "", &payload, 0).await?);
+    }
+    for confirm in pending {
+        confirm.confirmed().await?;
+    }
+    Ok(())
+}

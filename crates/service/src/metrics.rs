@@ -1,0 +1,87 @@
+//! Prometheus metrics: the default registry rendered as text, HTTP request metrics as a
+//! middleware, and the process's resident memory.
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, TextEncoder};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+static HTTP: LazyLock<Option<HttpMetrics>> = LazyLock::new(|| {
+    let requests = prometheus::register_int_counter_vec!(
+        "airlock_http_requests_total",
+        "HTTP requests by route, method and status.",
+        &["route", "method", "status"]
+    )
+    .ok()?;
+    let duration = prometheus::register_histogram_vec!(
+        "airlock_http_request_duration_seconds",
+        "HTTP request latency by route.",
+        &["route", "method"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+    )
+    .ok()?;
+    Some(HttpMetrics { requests, duration })
+});
+
+static RESIDENT: LazyLock<Option<IntGauge>> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "airlock_process_resident_memory_bytes",
+        "Resident memory of this process."
+    )
+    .ok()
+});
+
+/// Records every request's route (the matched pattern, never the raw path), status and
+/// latency.
+pub async fn http_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if let Some(http) = HTTP.as_ref() {
+        http.requests
+            .with_label_values(&[&route, &method, response.status().as_str()])
+            .inc();
+        http.duration
+            .with_label_values(&[&route, &method])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+/// The default registry in Prometheus text format.
+pub fn render_metrics() -> String {
+    if let Some(gauge) = RESIDENT.as_ref() {
+        gauge.set(resident_bytes());
+    }
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(error) = encoder.encode(&prometheus::gather(), &mut buffer) {
+        tracing::error!(%error, "cannot encode metrics");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+pub(crate) async fn handler() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics())
+}
+
+fn resident_bytes() -> i64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()))
+        .unwrap_or(0);
+    pages * 4096
+}
