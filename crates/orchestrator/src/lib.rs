@@ -1,1 +1,167 @@
-//! placeholder
+//! The orchestrator: consumes run requests, enforces capacity and per-team limits in
+//! priority then first-come order, runs each attempt in a sandbox (see [`runtime`]),
+//! follows its output and status from outside, and reports everything to the
+//! result-processor through RabbitMQ. It never writes to PostgreSQL; it reads it only
+//! to skip runs of cancelled evaluations.
+
+mod broker;
+pub mod config;
+mod dispatcher;
+mod execute;
+mod follower;
+mod metrics;
+mod reports;
+pub mod runtime;
+pub mod scheduler;
+
+pub use config::{Cli, Config};
+
+use airlock_core::RunState;
+use airlock_db::Db;
+use airlock_service::Readiness;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::reports::{Attempt, ReportSink};
+use crate::runtime::SandboxRuntime;
+use crate::runtime::local::{LocalConfig, LocalRuntime};
+
+pub struct Orchestrator {
+    listener: TcpListener,
+    config: Config,
+    db: Db,
+    runtime: Arc<dyn SandboxRuntime>,
+    shutdown: CancellationToken,
+}
+
+impl Orchestrator {
+    /// Checks the configuration and the sandbox runtime; fails with a clear message when
+    /// sandboxes cannot be made here.
+    pub async fn build(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(config.common.database_url.expose(), config.common.db_max_connections.min(4))?;
+        let runtime: Arc<dyn SandboxRuntime> = match config.runtime.as_str() {
+            "local" => {
+                let mut local = LocalConfig::new(config.worker_path()?, config.sandbox_dir.clone());
+                local.bwrap_path = config.bwrap_path.clone();
+                local.uid_base = config.sandbox_uid_base;
+                local.slots = u32::try_from(config.capacity()).unwrap_or(u32::MAX);
+                Arc::new(LocalRuntime::new(local)?)
+            }
+            other => anyhow::bail!("unknown AIRLOCK_RUNTIME `{other}`; supported: local"),
+        };
+        Ok(Self {
+            listener,
+            config,
+            db,
+            runtime,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until shutdown. Then it stops taking new runs, lets running attempts finish
+    /// within the grace period (reporting their end), stops what is left and reports
+    /// it, and closes the broker connection last.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            config,
+            db,
+            runtime,
+            shutdown,
+        } = self;
+        let readiness = Readiness::new(&["rabbitmq", "postgres"]);
+        let (publisher_tx, publisher_rx) = watch::channel(None);
+        let sink = ReportSink::new(publisher_rx);
+        let (commands_tx, commands_rx) = mpsc::channel(1024);
+        let closing = CancellationToken::new();
+        let executions = TaskTracker::new();
+
+        let probe_db = db.clone();
+        let probe = readiness.spawn_probe("postgres", Duration::from_secs(2), closing.clone(), move || {
+            let db = probe_db.clone();
+            async move { db.ping().await }
+        });
+        tokio::spawn(recover_leftovers(runtime.clone(), sink.clone()));
+        let broker = tokio::spawn(
+            broker::BrokerTask {
+                url: config.common.amqp_url.expose().to_owned(),
+                prefetch: config.prefetch,
+                readiness: readiness.clone(),
+                publisher: publisher_tx,
+                dispatcher: commands_tx.clone(),
+            }
+            .run(shutdown.clone(), closing.clone()),
+        );
+        let dispatcher = tokio::spawn(
+            dispatcher::Dispatcher {
+                runtime: runtime.clone(),
+                db,
+                sink,
+                limits: scheduler::Limits {
+                    capacity: config.capacity(),
+                    per_team: config.team_quota(),
+                },
+                commands: commands_rx,
+                completions: commands_tx,
+                executions: executions.clone(),
+            }
+            .run(closing.clone()),
+        );
+        let router = airlock_service::ops_router(readiness)
+            .layer(axum::middleware::from_fn(airlock_service::http_metrics));
+        tracing::info!(addr = %listener.local_addr()?, runtime = runtime.kind(), capacity = config.capacity(), "orchestrator listening");
+        airlock_service::serve(listener, router, shutdown.clone()).await?;
+
+        executions.close();
+        let grace = Duration::from_secs(config.common.shutdown_grace_secs);
+        if airlock_service::drain("running sandboxes", grace, executions.wait()).await.is_none() {
+            for sandbox in runtime.list().await.unwrap_or_default() {
+                let _ = runtime.stop(&sandbox.name).await;
+            }
+            airlock_service::drain("stopped sandboxes", Duration::from_secs(5), executions.wait()).await;
+        }
+        closing.cancel();
+        airlock_service::drain("dispatcher", Duration::from_secs(5), dispatcher).await;
+        airlock_service::drain("broker connection", Duration::from_secs(5), broker).await;
+        probe.abort();
+        tracing::info!("orchestrator stopped");
+        Ok(())
+    }
+}
+
+/// Sandboxes left by an earlier orchestrator process cannot be followed any more (their
+/// output pipe died with it): stop them, clean up, and report their runs as errors.
+async fn recover_leftovers(runtime: Arc<dyn SandboxRuntime>, sink: ReportSink) {
+    let leftovers = match runtime.list().await {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::error!(%error, "cannot list leftover sandboxes");
+            return;
+        }
+    };
+    for sandbox in leftovers {
+        tracing::warn!(sandbox = %sandbox.name, "cleaning up a sandbox left by an earlier orchestrator");
+        let _ = runtime.stop(&sandbox.name).await;
+        let _ = runtime.remove(&sandbox.name).await;
+        let attempt = Attempt {
+            run_id: sandbox.run_id,
+            evaluation_id: sandbox.evaluation_id,
+            attempt: sandbox.attempt,
+        };
+        sink.status(
+            attempt,
+            RunState::Error,
+            Some("sandbox lost: the orchestrator restarted while it ran".into()),
+            None,
+        )
+        .await;
+    }
+}

@@ -1,4 +1,16 @@
 //! The worker's settings, read from `AIRLOCK_WORKER_*` environment variables.
+//!
+//! | variable                           | default        | meaning                               |
+//! |------------------------------------|----------------|---------------------------------------|
+//! | `AIRLOCK_WORKER_TIMEOUT_SECS`      | 0 (no limit)   | time limit of the program             |
+//! | `AIRLOCK_WORKER_KILL_GRACE_MS`     | 2000           | SIGTERM to SIGKILL                    |
+//! | `AIRLOCK_WORKER_MAX_LINE_BYTES`    | 16384          | longer lines are cut (`truncated`)    |
+//! | `AIRLOCK_WORKER_MAX_LINES_PER_SEC` | 2000 (0: none) | lines beyond are dropped and counted  |
+//! | `AIRLOCK_WORKER_MAX_OUTPUT_BYTES`  | 8 MiB (0: none)| log bytes; later log lines dropped    |
+//! | `AIRLOCK_EVENTS`                   | private fifo   | fifo the program writes events to     |
+//!
+//! Empty values mean the default; anything else that is not a non-negative integer is an
+//! error.
 
 use std::ffi::OsString;
 use std::path::PathBuf;

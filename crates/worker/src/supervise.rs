@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock_core::event::{EventBody, LogStream};
+use tokio::net::unix::pipe;
+use tokio::process::Child;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,7 +19,7 @@ use crate::emitter::Emitter;
 use crate::events_pipe::{EventsPipe, read_events};
 use crate::limits::{OutputBudget, RateLimiter};
 use crate::process::{self, Ending};
-use crate::pump::{self, pump_output};
+use crate::pump::{self, Sink, pump_output};
 
 /// How long to keep reading the program's outputs after it exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -125,29 +127,8 @@ pub async fn run(config: Config, program: OsString, args: Vec<OsString>) -> i32 
         .unwrap_or(0);
 
     let (sink, source) = pump::queue(Arc::clone(&rate));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let writer = tokio::spawn(emitter.run(source, Arc::clone(&rate)));
-    let mut outputs: Vec<JoinHandle<()>> = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        outputs.push(tokio::spawn(pump_output(
-            stdout,
-            LogStream::Stdout,
-            config.max_line_bytes,
-            sink.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        outputs.push(tokio::spawn(pump_output(
-            stderr,
-            LogStream::Stderr,
-            config.max_line_bytes,
-            sink.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    let events_reader = receiver
-        .map(|r| tokio::spawn(read_events(r, config.max_line_bytes, sink, stop_rx.clone())));
+    let readers = Readers::spawn(&mut child, receiver, sink, config.max_line_bytes);
 
     let limit = async {
         match config.timeout_secs {
@@ -172,25 +153,7 @@ pub async fn run(config: Config, program: OsString, args: Vec<OsString>) -> i32 
         }
     };
 
-    // Outputs end when every holder of the pipes is gone; a detached grandchild may hold
-    // them forever, so give up after a while.
-    let drain_deadline = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
-    let mut unfinished = Vec::new();
-    for mut output in outputs {
-        if tokio::time::timeout_at(drain_deadline, &mut output)
-            .await
-            .is_err()
-        {
-            unfinished.push(output);
-        }
-    }
-    stop_tx.send_replace(true);
-    for output in unfinished {
-        let _ = output.await;
-    }
-    if let Some(reader) = events_reader {
-        let _ = reader.await;
-    }
+    readers.drain().await;
     // Whatever is left of the program's own group does not outlive the run.
     process::signal_group(pgid, libc::SIGKILL);
 
@@ -207,6 +170,63 @@ pub async fn run(config: Config, program: OsString, args: Vec<OsString>) -> i32 
     };
     events.cleanup();
     code
+}
+
+/// The tasks reading the program's stdout, stderr and events pipe.
+struct Readers {
+    outputs: Vec<JoinHandle<()>>,
+    events: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Readers {
+    fn spawn(
+        child: &mut Child,
+        events: Option<pipe::Receiver>,
+        sink: Sink,
+        max_line_bytes: usize,
+    ) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut outputs = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            let (sink, stop_rx) = (sink.clone(), stop_rx.clone());
+            let pump = pump_output(stdout, LogStream::Stdout, max_line_bytes, sink, stop_rx);
+            outputs.push(tokio::spawn(pump));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let (sink, stop_rx) = (sink.clone(), stop_rx.clone());
+            let pump = pump_output(stderr, LogStream::Stderr, max_line_bytes, sink, stop_rx);
+            outputs.push(tokio::spawn(pump));
+        }
+        let events = events.map(|r| tokio::spawn(read_events(r, max_line_bytes, sink, stop_rx)));
+        Self {
+            outputs,
+            events,
+            stop,
+        }
+    }
+
+    /// Waits for stdout and stderr to end, but at most [`DRAIN_AFTER_EXIT`]: a detached
+    /// grandchild may hold them open forever. Then takes what is left in the events pipe.
+    async fn drain(self) {
+        let deadline = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
+        let mut unfinished = Vec::new();
+        for mut output in self.outputs {
+            if tokio::time::timeout_at(deadline, &mut output)
+                .await
+                .is_err()
+            {
+                unfinished.push(output);
+            }
+        }
+        self.stop.send_replace(true);
+        for output in unfinished {
+            let _ = output.await;
+        }
+        if let Some(events) = self.events {
+            let _ = events.await;
+        }
+    }
 }
 
 /// The worker's stdout for async writes (done on a blocking thread, so a slow reader never

@@ -24,7 +24,7 @@ pub fn parse_cpu_millis(text: &str) -> Option<u64> {
 
 /// Formats thousandths of a core the way Kubernetes does.
 pub fn format_cpu_millis(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")

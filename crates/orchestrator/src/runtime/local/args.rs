@@ -63,8 +63,14 @@ impl HostLayout {
     /// Looks at the host's top-level library directories and the /etc entries.
     pub(crate) fn probe() -> Self {
         Self {
-            roots: ROOT_PATHS.iter().map(|p| (*p, probe_entry(Path::new(p)))).collect(),
-            etc: ETC_PATHS.iter().map(|p| (*p, probe_entry(Path::new(p)))).collect(),
+            roots: ROOT_PATHS
+                .iter()
+                .map(|p| (*p, probe_entry(Path::new(p))))
+                .collect(),
+            etc: ETC_PATHS
+                .iter()
+                .map(|p| (*p, probe_entry(Path::new(p))))
+                .collect(),
         }
     }
 }
@@ -106,12 +112,18 @@ pub(crate) fn sandbox_env(request: &SandboxRequest) -> Vec<(String, String)> {
     env.extend(request.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend([
         ("AIRLOCK_RUN_ID".to_owned(), request.run_id.to_string()),
-        ("AIRLOCK_EVALUATION_ID".to_owned(), request.evaluation_id.to_string()),
+        (
+            "AIRLOCK_EVALUATION_ID".to_owned(),
+            request.evaluation_id.to_string(),
+        ),
         ("AIRLOCK_TASK_ID".to_owned(), request.task_id.clone()),
         ("AIRLOCK_EPOCH".to_owned(), request.epoch.to_string()),
         ("AIRLOCK_TASK_INPUT".to_owned(), INPUT_INSIDE.to_owned()),
         ("AIRLOCK_EVENTS".to_owned(), EVENTS_INSIDE.to_owned()),
-        ("AIRLOCK_WORKER_TIMEOUT_SECS".to_owned(), request.timeout_secs.to_string()),
+        (
+            "AIRLOCK_WORKER_TIMEOUT_SECS".to_owned(),
+            request.timeout_secs.to_string(),
+        ),
     ]);
     env
 }
@@ -253,7 +265,10 @@ mod tests {
             ],
             etc: vec![
                 ("/etc/ld.so.cache", HostEntry::File),
-                ("/etc/localtime", HostEntry::Symlink("/usr/share/zoneinfo/UTC".into())),
+                (
+                    "/etc/localtime",
+                    HostEntry::Symlink("/usr/share/zoneinfo/UTC".into()),
+                ),
                 ("/etc/ssl/certs", HostEntry::Dir),
                 ("/etc/nsswitch.conf", HostEntry::Missing),
             ],
@@ -285,7 +300,10 @@ mod tests {
 
     /// The (flag, operands) of every option before the command.
     fn options(args: &[String]) -> Vec<(String, Vec<String>)> {
-        let end = args.iter().position(|a| a == "--").expect("a -- before the command");
+        let end = args
+            .iter()
+            .position(|a| a == "--")
+            .expect("a -- before the command");
         let mut out = Vec::new();
         let mut i = 0;
         while i < end {
@@ -333,14 +351,20 @@ mod tests {
         let request = request();
         let args = args_for(&request);
         let opts = options(&args);
-        let clearenv = opts.iter().position(|(f, _)| f == "--clearenv").expect("--clearenv");
+        let clearenv = opts
+            .iter()
+            .position(|(f, _)| f == "--clearenv")
+            .expect("--clearenv");
         let setenvs: Vec<(usize, String, String)> = opts
             .iter()
             .enumerate()
             .filter(|(_, (f, _))| f == "--setenv")
             .map(|(i, (_, v))| (i, v[0].clone(), v[1].clone()))
             .collect();
-        assert!(setenvs.iter().all(|(i, _, _)| *i > clearenv), "--clearenv precedes every --setenv");
+        assert!(
+            setenvs.iter().all(|(i, _, _)| *i > clearenv),
+            "--clearenv precedes every --setenv"
+        );
         let env: Vec<(String, String)> = setenvs.into_iter().map(|(_, k, v)| (k, v)).collect();
         let expected: Vec<(String, String)> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
@@ -379,7 +403,11 @@ mod tests {
             ("--ro-bind", "/state/sb/passwd", "/etc/passwd"),
             ("--ro-bind", "/state/sb/group", "/etc/group"),
             ("--ro-bind", "/state/sb/input.json", "/airlock/input.json"),
-            ("--ro-bind", "/opt/airlock/airlock-worker", "/airlock/bin/airlock-worker"),
+            (
+                "--ro-bind",
+                "/opt/airlock/airlock-worker",
+                "/airlock/bin/airlock-worker",
+            ),
             ("--bind", "/state/sb/scratch", "/scratch"),
         ];
         let expected: Vec<(String, String, String)> = expected
@@ -389,13 +417,25 @@ mod tests {
         assert_eq!(binds, expected);
         // The only writable bind is the scratch directory.
         assert_eq!(binds.iter().filter(|(f, _, _)| f == "--bind").count(), 1);
-        for forbidden in ["/home", "/root", "/var", "/tmp", "/state", "/etc/ssl/private", "/sys"] {
+        for forbidden in [
+            "/home",
+            "/root",
+            "/var",
+            "/tmp",
+            "/state",
+            "/etc/ssl/private",
+            "/sys",
+        ] {
             assert!(
                 !binds.iter().any(|(_, src, _)| src == forbidden),
                 "{forbidden} must not be bound"
             );
         }
-        assert!(!opts.iter().any(|(f, _)| f == "--dev-bind" || f == "--bind-try"));
+        assert!(
+            !opts
+                .iter()
+                .any(|(f, _)| f == "--dev-bind" || f == "--bind-try")
+        );
     }
 
     #[test]
@@ -417,7 +457,11 @@ mod tests {
             ]
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
-        assert!(!args.iter().any(|a| a == "/lib32" || a == "/libx32" || a == "/etc/nsswitch.conf"));
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == "/lib32" || a == "/libx32" || a == "/etc/nsswitch.conf")
+        );
     }
 
     #[test]
@@ -432,18 +476,30 @@ mod tests {
         find("--proc", "/proc");
         find("--dev", "/dev");
         let tmp = find("--tmpfs", "/tmp");
-        assert_eq!(opts[tmp - 1], ("--size".to_owned(), vec![(64u64 << 20).to_string()]));
+        assert_eq!(
+            opts[tmp - 1],
+            ("--size".to_owned(), vec![(64u64 << 20).to_string()])
+        );
         find("--dir", "/airlock");
         find("--tmpfs", "/airlock/run");
         let remount = find("--remount-ro", "/");
         let last_mount = opts
             .iter()
             .rposition(|(f, _)| {
-                matches!(f.as_str(), "--ro-bind" | "--bind" | "--tmpfs" | "--proc" | "--dev" | "--symlink")
+                matches!(
+                    f.as_str(),
+                    "--ro-bind" | "--bind" | "--tmpfs" | "--proc" | "--dev" | "--symlink"
+                )
             })
             .expect("mounts");
-        assert!(remount > last_mount, "the root is made read-only after every mount");
-        assert_eq!(opts.last(), Some(&("--chdir".to_owned(), vec!["/scratch".to_owned()])));
+        assert!(
+            remount > last_mount,
+            "the root is made read-only after every mount"
+        );
+        assert_eq!(
+            opts.last(),
+            Some(&("--chdir".to_owned(), vec!["/scratch".to_owned()]))
+        );
     }
 
     #[test]
@@ -454,7 +510,14 @@ mod tests {
         let end = args.iter().position(|a| a == "--").expect("--");
         assert_eq!(
             args[end..],
-            ["--", "/airlock/bin/airlock-worker", "--", "sh", "-c", "--setenv X y; echo $HOME"]
+            [
+                "--",
+                "/airlock/bin/airlock-worker",
+                "--",
+                "sh",
+                "-c",
+                "--setenv X y; echo $HOME"
+            ]
         );
     }
 }

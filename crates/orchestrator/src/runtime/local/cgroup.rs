@@ -88,10 +88,12 @@ impl Cgroups {
         for dir in [root, parent.as_path()] {
             let enabled = read_words(&dir.join("cgroup.subtree_control"));
             for controller in wanted {
-                if available.contains(controller) && !enabled.contains(controller) {
-                    if let Err(e) = write_file(&dir.join("cgroup.subtree_control"), &format!("+{controller}")) {
-                        tracing::warn!(controller, error = %e, "cannot enable a cgroup controller");
-                    }
+                if !available.contains(controller) || enabled.contains(controller) {
+                    continue;
+                }
+                let control = dir.join("cgroup.subtree_control");
+                if let Err(e) = write_file(&control, &format!("+{controller}")) {
+                    tracing::warn!(controller, error = %e, "cannot enable a cgroup controller");
                 }
             }
         }
@@ -190,7 +192,11 @@ impl SandboxCgroup {
     pub(crate) fn dirs(&self) -> Vec<&Path> {
         match self {
             Self::V2 { dir, .. } => vec![dir.as_path()],
-            Self::V1 { memory, pids, cpu } => [memory, pids, cpu].into_iter().flatten().map(PathBuf::as_path).collect(),
+            Self::V1 { memory, pids, cpu } => [memory, pids, cpu]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::as_path)
+                .collect(),
         }
     }
 
@@ -198,7 +204,9 @@ impl SandboxCgroup {
     /// crashed process) is emptied and replaced.
     pub(crate) async fn create(&self, limits: CgroupLimits, grace: Duration) -> io::Result<()> {
         if self.dirs().iter().any(|dir| dir.exists()) {
-            self.kill_until_empty(grace).await.map_err(io::Error::other)?;
+            self.kill_until_empty(grace)
+                .await
+                .map_err(io::Error::other)?;
             self.remove(grace).await?;
         }
         for dir in self.dirs() {
@@ -229,7 +237,10 @@ impl SandboxCgroup {
             Self::V1 { memory, pids, cpu } => {
                 if let Some(dir) = memory {
                     // The memory limit first: memsw may never be below it.
-                    write_file(&dir.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
+                    write_file(
+                        &dir.join("memory.limit_in_bytes"),
+                        &limits.memory_bytes.to_string(),
+                    )?;
                     let memsw = dir.join("memory.memsw.limit_in_bytes");
                     if memsw.exists() {
                         write_file(&memsw, &limits.memory_bytes.to_string())?;
@@ -250,7 +261,10 @@ impl SandboxCgroup {
 
     /// The `cgroup.procs` files a new process writes itself into.
     pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs().into_iter().map(|dir| dir.join("cgroup.procs")).collect()
+        self.dirs()
+            .into_iter()
+            .map(|dir| dir.join("cgroup.procs"))
+            .collect()
     }
 
     /// Every live process in the cgroup(s) (host pids).
@@ -296,7 +310,10 @@ impl SandboxCgroup {
                 return Err(format!(
                     "{} process(es) still in {} after {grace:?}: {left:?}",
                     left.len(),
-                    self.dirs().first().map(|d| d.display().to_string()).unwrap_or_default()
+                    self.dirs()
+                        .first()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
                 ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -314,7 +331,8 @@ impl SandboxCgroup {
                         .is_some_and(|n| n > 0)
             }
             Self::V1 { memory, .. } => memory.as_ref().is_some_and(|dir| {
-                let control = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+                let control =
+                    fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
                 match counter(&control, "oom_kill") {
                     Some(kills) => kills > 0,
                     // Kernels before 4.13 have no counter: hitting the limit while

@@ -60,7 +60,12 @@ impl Rlimits {
     /// plus [`MAX_PROCESSES`] (RLIMIT_NPROC counts every task of the real uid).
     /// `memory_cgroup` says whether a cgroup enforces the memory limit; without one the
     /// address space is capped at the memory limit instead.
-    pub(crate) fn for_request(resources: &Resources, timeout_secs: u64, nproc: u64, memory_cgroup: bool) -> Self {
+    pub(crate) fn for_request(
+        resources: &Resources,
+        timeout_secs: u64,
+        nproc: u64,
+        memory_cgroup: bool,
+    ) -> Self {
         let cores = resources.cpu_millis().div_ceil(1000).max(1);
         let mut limits = vec![
             (Resource::Nproc, nproc),
@@ -69,7 +74,9 @@ impl Rlimits {
             (Resource::Core, 0),
             (
                 Resource::Cpu,
-                timeout_secs.saturating_mul(cores).saturating_add(CPU_SLACK_SECS),
+                timeout_secs
+                    .saturating_mul(cores)
+                    .saturating_add(CPU_SLACK_SECS),
             ),
         ];
         if !memory_cgroup {
@@ -169,7 +176,11 @@ impl ChildSetup {
                     return Err(io::Error::last_os_error());
                 }
                 // Belt and braces: never exec as root by accident.
-                if libc::getuid() != uid || libc::geteuid() != uid || libc::getegid() != gid || uid == 0 {
+                if libc::getuid() != uid
+                    || libc::geteuid() != uid
+                    || libc::getegid() != gid
+                    || uid == 0
+                {
                     return Err(io::Error::from_raw_os_error(libc::EPERM));
                 }
             }

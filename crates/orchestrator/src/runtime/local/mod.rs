@@ -33,7 +33,10 @@ use self::limits::{ChildSetup, Rlimits};
 use self::process::{Launch, Live};
 use self::state::{Meta, SandboxDir};
 use self::uids::UidPool;
-use super::{BoxFuture, Created, OutputStream, RuntimeError, SandboxExit, SandboxInfo, SandboxRequest, SandboxRuntime};
+use super::{
+    BoxFuture, Created, OutputStream, RuntimeError, SandboxExit, SandboxInfo, SandboxRequest,
+    SandboxRuntime,
+};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -125,7 +128,11 @@ impl LocalRuntime {
     pub fn new(config: LocalConfig) -> Result<Self, RuntimeError> {
         // SAFETY: geteuid has no preconditions.
         let own_uids = unsafe { libc::geteuid() } == 0;
-        if own_uids && (config.slots == 0 || config.uid_base == 0 || config.uid_base.checked_add(config.slots).is_none()) {
+        if own_uids
+            && (config.slots == 0
+                || config.uid_base == 0
+                || config.uid_base.checked_add(config.slots).is_none())
+        {
             return Err(RuntimeError::Failed(format!(
                 "invalid sandbox uid pool: base {} with {} slots",
                 config.uid_base, config.slots
@@ -139,13 +146,39 @@ impl LocalRuntime {
         }
         state::prepare_state_dir(&config.state_dir, own_uids).map_err(RuntimeError::Failed)?;
         let host = HostLayout::probe();
-        probe_bwrap(&config, own_uids)?;
+
+        let uids = UidPool::new(config.uid_base, config.slots);
+        for (_, meta) in state::list(&config.state_dir).map_err(|e| {
+            RuntimeError::Failed(format!(
+                "cannot read the state directory {}: {e}",
+                config.state_dir.display()
+            ))
+        })? {
+            if let Some(uid) = meta.host_uid {
+                uids.reserve(uid);
+            }
+        }
+        if own_uids {
+            // Probe as a free pool uid, exactly like a sandbox will run.
+            let probe_uid = uids.allocate(&procfs::busy_uids());
+            let result = probe_bwrap(&config, probe_uid.unwrap_or(config.uid_base));
+            if let Some(uid) = probe_uid {
+                // bwrap's init may still be exiting when bwrap returns.
+                reap_uid(uid, config.kill_grace);
+                uids.release(uid);
+            }
+            result?;
+        } else {
+            probe_bwrap(&config, None)?;
+        }
 
         let cgroups = Cgroups::detect(Path::new(CGROUP_ROOT));
         if cgroups.is_available() {
             tracing::info!(cgroups = %cgroups.describe(), "local runtime cgroups");
             if !cgroups.has_memory() {
-                tracing::warn!("no cgroup memory controller: memory is limited by RLIMIT_AS instead");
+                tracing::warn!(
+                    "no cgroup memory controller: memory is limited by RLIMIT_AS instead"
+                );
             }
         } else {
             tracing::warn!(
@@ -160,14 +193,6 @@ impl LocalRuntime {
             );
         }
 
-        let uids = UidPool::new(config.uid_base, config.slots);
-        for (_, meta) in state::list(&config.state_dir).map_err(|e| {
-            RuntimeError::Failed(format!("cannot read the state directory {}: {e}", config.state_dir.display()))
-        })? {
-            if let Some(uid) = meta.host_uid {
-                uids.reserve(uid);
-            }
-        }
         Ok(Self {
             config,
             host,
@@ -189,7 +214,11 @@ impl LocalRuntime {
     }
 
     fn live(&self, name: &str) -> Option<Arc<Live>> {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// The directory of a sandbox known only on disk, with its meta.
@@ -231,7 +260,10 @@ impl LocalRuntime {
             None
         };
         let cgroup = self.cgroups.sandbox(&name);
-        match self.start(request, &name, &dir, host_uid, cgroup.as_ref()).await {
+        match self
+            .start(request, &name, &dir, host_uid, cgroup.as_ref())
+            .await
+        {
             Ok(live) => {
                 self.live
                     .lock()
@@ -262,14 +294,18 @@ impl LocalRuntime {
         host_uid: Option<u32>,
         cgroup: Option<&SandboxCgroup>,
     ) -> Result<Live, RuntimeError> {
-        let failed = |what: &str, e: std::io::Error| RuntimeError::Failed(format!("{what} for sandbox {name}: {e}"));
+        let failed = |what: &str, e: std::io::Error| {
+            RuntimeError::Failed(format!("{what} for sandbox {name}: {e}"))
+        };
         let owner = host_uid.map(|uid| (uid, uid));
         {
             let dir = dir.clone();
             let input = request.input.clone();
             tokio::task::spawn_blocking(move || dir.prepare(owner, &input))
                 .await
-                .map_err(|e| RuntimeError::Failed(format!("preparing the sandbox directory panicked: {e}")))?
+                .map_err(|e| {
+                    RuntimeError::Failed(format!("preparing the sandbox directory panicked: {e}"))
+                })?
                 .map_err(|e| failed("cannot prepare the directory", e))?;
         }
         let mut meta = Meta {
@@ -285,7 +321,8 @@ impl LocalRuntime {
             pid_start: None,
             host_uid,
         };
-        dir.write_meta(&meta).map_err(|e| failed("cannot write meta.json", e))?;
+        dir.write_meta(&meta)
+            .map_err(|e| failed("cannot write meta.json", e))?;
 
         let memory = request.resources.memory_bytes();
         if let Some(cgroup) = cgroup {
@@ -304,7 +341,12 @@ impl LocalRuntime {
             // SAFETY: getuid has no preconditions.
             None => procfs::tasks_of_uid(unsafe { libc::getuid() }) + limits::MAX_PROCESSES,
         };
-        let rlimits = Rlimits::for_request(&request.resources, request.timeout_secs, nproc, self.cgroups.has_memory());
+        let rlimits = Rlimits::for_request(
+            &request.resources,
+            request.timeout_secs,
+            nproc,
+            self.cgroups.has_memory(),
+        );
         let cgroup_procs = cgroup
             .map(SandboxCgroup::procs_files)
             .unwrap_or_default()
@@ -318,7 +360,8 @@ impl LocalRuntime {
             user: owner,
         };
 
-        let (scratch, input, passwd, group) = (dir.scratch(), dir.input(), dir.passwd(), dir.group());
+        let (scratch, input, passwd, group) =
+            (dir.scratch(), dir.input(), dir.passwd(), dir.group());
         let paths = SandboxPaths {
             input: &input,
             passwd: &passwd,
@@ -327,7 +370,13 @@ impl LocalRuntime {
             worker: &self.config.worker_path,
         };
         let env = args::sandbox_env(request);
-        let bwrap_args = args::bwrap_args(&self.host, &paths, &env, &request.command, memory.min(MAX_TMP_BYTES));
+        let bwrap_args = args::bwrap_args(
+            &self.host,
+            &paths,
+            &env,
+            &request.command,
+            memory.min(MAX_TMP_BYTES),
+        );
         let live = Live::spawn(Launch {
             name: name.to_owned(),
             bwrap: self.config.bwrap_path.clone(),
@@ -335,12 +384,17 @@ impl LocalRuntime {
             setup,
             cgroup: cgroup.cloned(),
             host_uid,
-            deadline: Duration::from_secs(request.timeout_secs).saturating_add(self.config.deadline_margin),
+            deadline: Duration::from_secs(request.timeout_secs)
+                .saturating_add(self.config.deadline_margin),
             kill_grace: self.config.kill_grace,
         })?;
         meta.pid = Some(live.pid);
         meta.pid_start = procfs::start_time(live.pid);
-        dir.write_meta(&meta).map_err(|e| failed("cannot write meta.json", e))?;
+        if let Err(e) = dir.write_meta(&meta) {
+            // Not fatal: the sandbox runs and is known in memory; after a restart its
+            // cgroup and uid still identify it.
+            tracing::warn!(error = %e, "cannot record the sandbox's pid in meta.json");
+        }
         Ok(live)
     }
 
@@ -348,8 +402,7 @@ impl LocalRuntime {
     async fn stop_sandbox(&self, name: &str) -> Result<(), RuntimeError> {
         if let Some(live) = self.live(name) {
             live.request_stop();
-            // A sandbox whose outcome is a runtime failure has ended too.
-            self.wait_killed(name, &live).await.map(|_| ())
+            self.wait_killed(name, &live).await
         } else if let Some((dir, meta)) = self.on_disk(name) {
             dir.mark_stopped();
             self.kill_leftover(name, &meta).await
@@ -358,16 +411,11 @@ impl LocalRuntime {
         }
     }
 
-    /// Waits for a killed sandbox to have ended, within the grace period (plus a second
-    /// for bookkeeping); its outcome does not matter.
+    /// Waits for a killed sandbox to be gone. The supervisor may spend up to a grace
+    /// period each on killing, draining the output and draining stderr.
     async fn wait_killed(&self, name: &str, live: &Live) -> Result<(), RuntimeError> {
-        let limit = self.config.kill_grace + Duration::from_secs(1);
-        match live.wait_within(limit).await {
-            Some(_) => Ok(()),
-            None => Err(RuntimeError::Failed(format!(
-                "sandbox {name} did not end within {limit:?} of being killed"
-            ))),
-        }
+        let limit = self.config.kill_grace * 3 + Duration::from_secs(1);
+        live.wait_gone(name, limit).await
     }
 
     /// Kills everything of a sandbox started by an earlier process: its recorded bwrap
@@ -378,7 +426,10 @@ impl LocalRuntime {
         let deadline = tokio::time::Instant::now() + self.config.kill_grace;
         loop {
             let mut found = false;
-            if let Some(pid) = meta.pid.filter(|pid| procfs::is_running(*pid, meta.pid_start)) {
+            if let Some(pid) = meta
+                .pid
+                .filter(|pid| procfs::is_running(*pid, meta.pid_start))
+            {
                 found = true;
                 procfs::sigkill(i32::try_from(pid).unwrap_or(0));
             }
@@ -406,8 +457,12 @@ impl LocalRuntime {
 
     /// Whether anything of a sandbox known only on disk still runs.
     fn leftover_alive(&self, name: &str, meta: &Meta) -> bool {
-        meta.pid.is_some_and(|pid| procfs::is_running(pid, meta.pid_start))
-            || self.cgroups.sandbox(name).is_some_and(|c| !c.pids().is_empty())
+        meta.pid
+            .is_some_and(|pid| procfs::is_running(pid, meta.pid_start))
+            || self
+                .cgroups
+                .sandbox(name)
+                .is_some_and(|c| !c.pids().is_empty())
             || meta
                 .host_uid
                 .filter(|uid| self.uids.contains(*uid))
@@ -451,7 +506,7 @@ impl LocalRuntime {
                     tracing::info!("removing a running sandbox: stopping it first");
                     live.request_stop();
                 }
-                self.wait_killed(name, &live).await?;
+                self.wait_killed(name, live).await?;
                 live.host_uid
             }
             None => match dir.read_meta() {
@@ -463,16 +518,18 @@ impl LocalRuntime {
             },
         };
         if let Some(cgroup) = &cgroup {
-            cgroup
-                .remove(self.config.kill_grace)
-                .await
-                .map_err(|e| RuntimeError::Failed(format!("cannot remove the cgroup of {name}: {e}")))?;
+            cgroup.remove(self.config.kill_grace).await.map_err(|e| {
+                RuntimeError::Failed(format!("cannot remove the cgroup of {name}: {e}"))
+            })?;
         }
         delete_dir(dir).await?;
         if let Some(uid) = host_uid {
             self.uids.release(uid);
         }
-        self.live.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         tracing::info!("sandbox removed");
         Ok(())
     }
@@ -480,7 +537,10 @@ impl LocalRuntime {
     async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, RuntimeError> {
         let _lifecycle = self.lifecycle.lock().await;
         let found = state::list(&self.config.state_dir).map_err(|e| {
-            RuntimeError::Failed(format!("cannot read the state directory {}: {e}", self.config.state_dir.display()))
+            RuntimeError::Failed(format!(
+                "cannot read the state directory {}: {e}",
+                self.config.state_dir.display()
+            ))
         })?;
         Ok(found
             .into_iter()
@@ -519,7 +579,10 @@ impl SandboxRuntime for LocalRuntime {
         "local"
     }
 
-    fn create<'a>(&'a self, request: &'a SandboxRequest) -> BoxFuture<'a, Result<Created, RuntimeError>> {
+    fn create<'a>(
+        &'a self,
+        request: &'a SandboxRequest,
+    ) -> BoxFuture<'a, Result<Created, RuntimeError>> {
         Box::pin(self.create_sandbox(request))
     }
 
@@ -556,11 +619,15 @@ fn check_request(request: &SandboxRequest) -> Result<(), RuntimeError> {
         return Err(RuntimeError::Refused("the command is empty".into()));
     }
     if request.command.iter().any(|part| part.contains('\0')) {
-        return Err(RuntimeError::Refused("the command contains a NUL byte".into()));
+        return Err(RuntimeError::Refused(
+            "the command contains a NUL byte".into(),
+        ));
     }
     for (name, value) in &request.env {
         if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
-            return Err(RuntimeError::Refused(format!("invalid environment variable {name:?}")));
+            return Err(RuntimeError::Refused(format!(
+                "invalid environment variable {name:?}"
+            )));
         }
         if name.starts_with("AIRLOCK_") {
             return Err(RuntimeError::Refused(format!(
@@ -569,6 +636,22 @@ fn check_request(request: &SandboxRequest) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+/// Kills whatever still runs as `uid` until nothing does, for at most `grace`
+/// (blocking; used at start-up only).
+fn reap_uid(uid: u32, grace: Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let pids = procfs::pids_of_uid(uid);
+        if pids.is_empty() || std::time::Instant::now() >= deadline {
+            return;
+        }
+        for pid in pids {
+            procfs::sigkill(pid);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 async fn delete_dir(dir: SandboxDir) -> Result<(), RuntimeError> {
@@ -581,7 +664,7 @@ async fn delete_dir(dir: SandboxDir) -> Result<(), RuntimeError> {
 
 /// Checks that bwrap exists and can build a sandbox like ours here, as the user the
 /// sandboxes will run as.
-fn probe_bwrap(config: &LocalConfig, own_uids: bool) -> Result<(), RuntimeError> {
+fn probe_bwrap(config: &LocalConfig, uid: impl Into<Option<u32>>) -> Result<(), RuntimeError> {
     use std::os::unix::process::CommandExt;
     let bwrap = &config.bwrap_path;
     if !bwrap.is_file() {
@@ -613,25 +696,35 @@ fn probe_bwrap(config: &LocalConfig, own_uids: bool) -> Result<(), RuntimeError>
     for (path, entry) in &host.roots {
         match entry {
             args::HostEntry::Symlink(target) => {
-                args.extend(["--symlink".into(), target.clone().into_os_string(), (*path).into()]);
+                args.extend([
+                    "--symlink".into(),
+                    target.clone().into_os_string(),
+                    (*path).into(),
+                ]);
             }
-            args::HostEntry::Dir => args.extend(["--ro-bind".into(), (*path).into(), (*path).into()]),
+            args::HostEntry::Dir => {
+                args.extend(["--ro-bind".into(), (*path).into(), (*path).into()])
+            }
             args::HostEntry::File | args::HostEntry::Missing => {}
         }
     }
     args.extend(
+        ["--proc", "/proc", "--dev", "/dev", "--ro-bind"]
+            .iter()
+            .map(Into::into),
+    );
+    args.push(config.worker_path.clone().into_os_string());
+    args.extend(
         [
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--ro-bind",
+            "/airlock/bin/airlock-worker",
+            "--remount-ro",
+            "/",
+            "--",
+            "true",
         ]
         .iter()
         .map(Into::into),
     );
-    args.push(config.worker_path.clone().into_os_string());
-    args.extend(["/airlock/bin/airlock-worker", "--remount-ro", "/", "--", "true"].iter().map(Into::into));
 
     let mut command = std::process::Command::new(bwrap);
     command
@@ -639,8 +732,8 @@ fn probe_bwrap(config: &LocalConfig, own_uids: bool) -> Result<(), RuntimeError>
         .env_clear()
         .current_dir("/")
         .stdin(std::process::Stdio::null());
-    if own_uids {
-        command.uid(config.uid_base).gid(config.uid_base);
+    if let Some(uid) = uid.into() {
+        command.uid(uid).gid(uid);
     }
     let output = command.output().map_err(|e| {
         RuntimeError::Failed(format!(

@@ -29,9 +29,19 @@ const OUTPUT_BUFFER: usize = 64 * 1024;
 const STDERR_TAIL_LINES: usize = 10;
 /// Longest stderr line kept or logged.
 const STDERR_LINE_BYTES: usize = 2048;
+/// bwrap's exit code when it could not set the sandbox up.
+const BWRAP_FAILURE: i32 = 1;
 
 /// The outcome every `wait` sees: the exit, or why the runtime failed.
-type Outcome = Option<Result<SandboxExit, String>>;
+type Outcome = Option<Result<SandboxExit, Failure>>;
+
+/// Why a sandbox has no proper exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub message: String,
+    /// Processes of the sandbox were still alive after the grace period.
+    pub survivors: bool,
+}
 
 /// What the pump has seen of the worker's stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +111,11 @@ impl Live {
         let pid = child.id().unwrap_or(0);
         let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
             (Some(stdout), Some(stderr)) => (stdout, stderr),
-            _ => return Err(RuntimeError::Failed("bwrap's output pipes are missing".into())),
+            _ => {
+                return Err(RuntimeError::Failed(
+                    "bwrap's output pipes are missing".into(),
+                ));
+            }
         };
         tracing::info!(pid, host_uid, "sandbox started");
 
@@ -136,7 +150,10 @@ impl Live {
 
     /// The worker's event stream; only once.
     pub(crate) fn take_output(&self) -> Option<OutputStream> {
-        self.output.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.output
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Whether the sandbox has ended and been cleaned up.
@@ -151,22 +168,39 @@ impl Live {
 
     /// Waits for the outcome.
     pub(crate) async fn wait(&self) -> Result<SandboxExit, RuntimeError> {
+        self.outcome()
+            .await
+            .map_err(|f| RuntimeError::Failed(f.message))
+    }
+
+    async fn outcome(&self) -> Result<SandboxExit, Failure> {
         let mut outcome = self.outcome.clone();
         let result = outcome
             .wait_for(Option::is_some)
             .await
-            .map(|value| value.clone())
-            .map_err(|_| RuntimeError::Failed("the sandbox's supervisor ended unexpectedly".into()))?;
+            .map(|value| value.clone());
         match result {
-            Some(Ok(exit)) => Ok(exit),
-            Some(Err(message)) => Err(RuntimeError::Failed(message)),
-            None => Err(RuntimeError::Failed("the sandbox has no outcome".into())),
+            Ok(Some(result)) => result,
+            // The supervisor task was dropped (runtime shutdown); the child was killed
+            // on drop, but nobody checked what was left.
+            Ok(None) | Err(_) => Err(Failure {
+                message: "the sandbox's supervisor ended unexpectedly".into(),
+                survivors: true,
+            }),
         }
     }
 
-    /// Like [`Live::wait`] but gives up after `limit` (`None`).
-    pub(crate) async fn wait_within(&self, limit: Duration) -> Option<Result<SandboxExit, RuntimeError>> {
-        tokio::time::timeout(limit, self.wait()).await.ok()
+    /// Waits (at most `limit`) for a killed sandbox to be gone; its exit status does not
+    /// matter, only that nothing of it survived.
+    pub(crate) async fn wait_gone(&self, name: &str, limit: Duration) -> Result<(), RuntimeError> {
+        match tokio::time::timeout(limit, self.outcome()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(failure)) if !failure.survivors => Ok(()),
+            Ok(Err(failure)) => Err(RuntimeError::Failed(failure.message)),
+            Err(_) => Err(RuntimeError::Failed(format!(
+                "sandbox {name} did not end within {limit:?} of being killed"
+            ))),
+        }
     }
 }
 
@@ -190,7 +224,12 @@ struct Supervisor {
 
 impl Supervisor {
     #[tracing::instrument(skip_all, fields(sandbox = %self.name))]
-    async fn run(mut self, mut child: Child, mut stop: watch::Receiver<bool>, outcome: watch::Sender<Outcome>) {
+    async fn run(
+        mut self,
+        mut child: Child,
+        mut stop: watch::Receiver<bool>,
+        outcome: watch::Sender<Outcome>,
+    ) {
         let mut stopped = false;
         let mut deadline_exceeded = false;
         let status = loop {
@@ -211,7 +250,7 @@ impl Supervisor {
         let result = self.finish(status, stopped, deadline_exceeded).await;
         match &result {
             Ok(exit) => tracing::info!(?exit, "sandbox ended"),
-            Err(message) => tracing::error!(%message, "sandbox failed"),
+            Err(failure) => tracing::error!(message = %failure.message, "sandbox failed"),
         }
         outcome.send_replace(Some(result));
     }
@@ -256,19 +295,26 @@ impl Supervisor {
         status: std::io::Result<ExitStatus>,
         stopped: bool,
         deadline_exceeded: bool,
-    ) -> Result<SandboxExit, String> {
+    ) -> Result<SandboxExit, Failure> {
         // bwrap is gone; with it its pid namespace. Whatever escaped into the cgroup or
         // still runs as the sandbox's uid is killed now, before anyone hears of the end.
-        self.kill_until_empty().await?;
-        let status = status.map_err(|e| format!("cannot wait for bwrap: {e}"))?;
+        self.kill_until_empty().await.map_err(|message| Failure {
+            message,
+            survivors: true,
+        })?;
+        let status = status.map_err(|e| Failure {
+            message: format!("cannot wait for bwrap: {e}"),
+            survivors: false,
+        })?;
         let oom_killed = self.cgroup.as_ref().is_some_and(SandboxCgroup::oom_killed);
 
         // Every writer of the pipes is dead now, so these end promptly.
-        let pump = tokio::time::timeout(self.kill_grace, self.pump.wait_for(|p| *p != Pump::Nothing))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|p| *p);
+        let pump =
+            tokio::time::timeout(self.kill_grace, self.pump.wait_for(|p| *p != Pump::Nothing))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|p| *p);
         let _ = tokio::time::timeout(self.kill_grace, &mut self.stderr_task).await;
 
         let exit = SandboxExit {
@@ -278,13 +324,31 @@ impl Supervisor {
             stopped,
             deadline_exceeded,
         };
-        if pump == Some(Pump::EmptyEof) && !stopped && !deadline_exceeded && !oom_killed && !status.success() {
-            let tail: Vec<String> = self.tail.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
-            return Err(format!(
-                "the sandbox's worker never started (bwrap {status}){}{}",
-                if tail.is_empty() { "" } else { ": " },
-                tail.join(" | ")
-            ));
+        // bwrap reports its own failures (a mount, a namespace, exec of the worker) on
+        // stderr as `bwrap: ...` and exits 1; the worker then never wrote a byte. That
+        // is the runtime's failure, not the program's.
+        let tail: Vec<String> = self
+            .tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        let bwrap_failed =
+            status.code() == Some(BWRAP_FAILURE) && tail.iter().any(|l| l.starts_with("bwrap:"));
+        if pump == Some(Pump::EmptyEof)
+            && bwrap_failed
+            && !stopped
+            && !deadline_exceeded
+            && !oom_killed
+        {
+            return Err(Failure {
+                message: format!(
+                    "bubblewrap could not start the sandbox's worker ({status}): {}",
+                    tail.join(" | ")
+                ),
+                survivors: false,
+            });
         }
         Ok(exit)
     }

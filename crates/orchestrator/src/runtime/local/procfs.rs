@@ -20,7 +20,10 @@ pub(crate) fn parse_status(text: &str) -> Option<ProcStatus> {
     let mut zombie = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("Uid:") {
-            let parsed: Vec<u32> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            let parsed: Vec<u32> = rest
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
             if let [real, effective, saved, fs] = parsed[..] {
                 uids = Some([real, effective, saved, fs]);
             }
@@ -136,13 +139,17 @@ mod tests {
             })
         );
         let zombie = "State:\tZ (zombie)\nUid:\t1\t2\t3\t4\n";
-        assert_eq!(parse_status(zombie).map(|s| (s.uids, s.zombie)), Some(([1, 2, 3, 4], true)));
+        assert_eq!(
+            parse_status(zombie).map(|s| (s.uids, s.zombie)),
+            Some(([1, 2, 3, 4], true))
+        );
         assert_eq!(parse_status("Name:\tx\n"), None);
     }
 
     #[test]
     fn parses_start_time_despite_odd_command_names() {
-        let stat = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat =
+            "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987_654));
         assert_eq!(parse_start_time("garbage"), None);
     }

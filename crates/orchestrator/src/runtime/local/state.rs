@@ -39,7 +39,9 @@ pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Creates (or checks) the state directory: owned by this process's user, mode 0711 so
@@ -119,7 +121,11 @@ impl SandboxDir {
 
     /// Creates the directory and its files. `owner` is the sandbox's host uid/gid when it
     /// has its own; the scratch directory becomes theirs and the input readable by them.
-    pub(crate) fn prepare(&self, owner: Option<(u32, u32)>, input: &serde_json::Value) -> io::Result<()> {
+    pub(crate) fn prepare(
+        &self,
+        owner: Option<(u32, u32)>,
+        input: &serde_json::Value,
+    ) -> io::Result<()> {
         fs::DirBuilder::new().mode(0o711).create(&self.root)?;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711))?;
 
@@ -131,7 +137,10 @@ impl SandboxDir {
         fs::set_permissions(&scratch, fs::Permissions::from_mode(0o700))?;
 
         let input_path = self.input();
-        fs::write(&input_path, serde_json::to_vec(input).map_err(io::Error::other)?)?;
+        fs::write(
+            &input_path,
+            serde_json::to_vec(input).map_err(io::Error::other)?,
+        )?;
         match owner {
             Some((_, gid)) => {
                 std::os::unix::fs::chown(&input_path, None, Some(gid))?;
@@ -155,7 +164,10 @@ impl SandboxDir {
     /// Writes `meta.json` atomically.
     pub(crate) fn write_meta(&self, meta: &Meta) -> io::Result<()> {
         let tmp = self.root.join(".meta.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(meta).map_err(io::Error::other)?)?;
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(meta).map_err(io::Error::other)?,
+        )?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
         fs::rename(&tmp, self.root.join(META))
     }
@@ -192,7 +204,9 @@ impl SandboxDir {
 }
 
 fn make_owner_accessible(dir: &Path) {
-    let Ok(meta) = fs::symlink_metadata(dir) else { return };
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
     if !meta.is_dir() {
         return;
     }
@@ -219,10 +233,16 @@ pub(crate) fn list(state_dir: &Path) -> io::Result<Vec<(SandboxDir, Meta)>> {
         match dir.read_meta() {
             Ok(meta) if meta.name == name => found.push((dir, meta)),
             Ok(_) => tracing::warn!(sandbox = %name, "meta.json names another sandbox; ignored"),
-            Err(e) => tracing::debug!(sandbox = %name, error = %e, "no readable meta.json; ignored"),
+            Err(e) => {
+                tracing::debug!(sandbox = %name, error = %e, "no readable meta.json; ignored")
+            }
         }
     }
-    found.sort_by(|a, b| a.1.created.cmp(&b.1.created).then_with(|| a.1.name.cmp(&b.1.name)));
+    found.sort_by(|a, b| {
+        a.1.created
+            .cmp(&b.1.created)
+            .then_with(|| a.1.name.cmp(&b.1.name))
+    });
     Ok(found)
 }
 
@@ -248,11 +268,25 @@ mod tests {
     fn prepares_lists_and_deletes_a_sandbox_dir() {
         let state = temp_dir();
         let dir = SandboxDir::new(&state, "airlock-x-1");
-        dir.prepare(None, &serde_json::json!({"a": 1})).expect("prepare");
-        assert_eq!(fs::metadata(dir.root()).expect("root").mode() & 0o777, 0o711);
-        assert_eq!(fs::metadata(dir.scratch()).expect("scratch").mode() & 0o777, 0o700);
-        assert_eq!(fs::read_to_string(dir.input()).expect("input"), r#"{"a":1}"#);
-        assert!(fs::read_to_string(dir.passwd()).expect("passwd").starts_with("airlock:x:1000:1000:"));
+        dir.prepare(None, &serde_json::json!({"a": 1}))
+            .expect("prepare");
+        assert_eq!(
+            fs::metadata(dir.root()).expect("root").mode() & 0o777,
+            0o711
+        );
+        assert_eq!(
+            fs::metadata(dir.scratch()).expect("scratch").mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::read_to_string(dir.input()).expect("input"),
+            r#"{"a":1}"#
+        );
+        assert!(
+            fs::read_to_string(dir.passwd())
+                .expect("passwd")
+                .starts_with("airlock:x:1000:1000:")
+        );
 
         // Without meta.json the directory is not a sandbox yet.
         assert!(list(&state).expect("list").is_empty());

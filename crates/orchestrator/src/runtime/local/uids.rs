@@ -58,7 +58,9 @@ impl UidPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u32>> {
         // A panic while holding this lock cannot leave the set inconsistent.
-        self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -1,0 +1,98 @@
+//! The orchestrator's RabbitMQ side: (re)connects with backoff, publishes the confirming
+//! publisher for reports, and feeds run requests and control messages to the dispatcher.
+
+use airlock_core::messages::{Control, RunRequest};
+use airlock_mq::{Backoff, Publisher, topology};
+use airlock_service::Readiness;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatcher::Command;
+
+pub struct BrokerTask {
+    pub url: String,
+    pub prefetch: u16,
+    pub readiness: Readiness,
+    pub publisher: watch::Sender<Option<Arc<Publisher>>>,
+    pub dispatcher: mpsc::Sender<Command>,
+}
+
+impl BrokerTask {
+    /// `consuming` stops new work (at shutdown) while the connection stays open, so
+    /// running attempts can still report their end.
+    pub async fn run(self, consuming: CancellationToken, closing: CancellationToken) {
+        let mut backoff = Backoff::default();
+        while !closing.is_cancelled() {
+            let result = self.session(&consuming, &closing).await;
+            self.readiness.set("rabbitmq", false);
+            self.publisher.send_replace(None);
+            let _ = self.dispatcher.send(Command::ConnectionLost).await;
+            match result {
+                Ok(()) => return,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unavailable");
+                    tokio::select! {
+                        () = closing.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(&self, consuming: &CancellationToken, closing: &CancellationToken) -> airlock_mq::Result<()> {
+        let connection = airlock_mq::connect(&self.url, "airlock-orchestrator").await?;
+        topology::declare_all(&connection).await?;
+        self.publisher.send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
+        let mut control = airlock_mq::consume(&connection, topology::ORCHESTRATOR_CONTROL_QUEUE, 16, "orchestrator-control").await?;
+        let mut requests = if consuming.is_cancelled() {
+            None
+        } else {
+            Some(airlock_mq::consume(&connection, topology::RUN_REQUESTS_QUEUE, self.prefetch, "orchestrator").await?)
+        };
+        self.readiness.set("rabbitmq", true);
+        tracing::info!("connected to RabbitMQ");
+        loop {
+            tokio::select! {
+                () = closing.cancelled() => {
+                    let _ = connection.close(200, "shutting down".into()).await;
+                    return Ok(());
+                }
+                () = consuming.cancelled(), if requests.is_some() => {
+                    // Stop taking new runs; unacknowledged requests return to the queue.
+                    requests = None;
+                }
+                () = airlock_mq::closed(&connection) => return Err(airlock_mq::MqError::ConnectionLost),
+                delivery = next(&mut requests) => {
+                    let delivery = delivery.ok_or(airlock_mq::MqError::ConnectionLost)??;
+                    airlock_mq::metrics::consumed(topology::RUN_REQUESTS_QUEUE);
+                    if let Some(RunRequest::V1(request)) = airlock_mq::decode(&delivery, topology::RUN_REQUESTS_QUEUE).await {
+                        let _ = self.dispatcher.send(Command::Request(Box::new(request), delivery)).await;
+                    }
+                }
+                delivery = control.next() => {
+                    let delivery = delivery.ok_or(airlock_mq::MqError::ConnectionLost)??;
+                    airlock_mq::metrics::consumed(topology::ORCHESTRATOR_CONTROL_QUEUE);
+                    if let Some(Control::EvaluationCancelledV1 { evaluation_id, .. }) =
+                        airlock_mq::decode(&delivery, topology::ORCHESTRATOR_CONTROL_QUEUE).await
+                    {
+                        let _ = self.dispatcher.send(Command::Cancel(evaluation_id)).await;
+                        airlock_mq::ack(&delivery, topology::ORCHESTRATOR_CONTROL_QUEUE).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn next(
+    consumer: &mut Option<airlock_mq::Consumer>,
+) -> Option<Result<airlock_mq::Delivery, airlock_mq::MqError>> {
+    match consumer {
+        Some(consumer) => consumer.next().await.map(|d| d.map_err(Into::into)),
+        None => std::future::pending().await,
+    }
+}

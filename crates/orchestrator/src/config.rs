@@ -1,0 +1,66 @@
+//! The orchestrator's configuration.
+
+use airlock_service::CommonConfig;
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "airlock-orchestrator", version, about = "Airlock orchestrator")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonConfig,
+    /// Sandbox runtime: `local` (bubblewrap on this machine).
+    #[arg(long, env = "AIRLOCK_RUNTIME", default_value = "local")]
+    pub runtime: String,
+    /// The worker binary run inside each sandbox; default: `airlock-worker` beside this
+    /// executable.
+    #[arg(long, env = "AIRLOCK_WORKER_PATH")]
+    pub worker_path: Option<PathBuf>,
+    /// Runs at once; default: the number of CPUs.
+    #[arg(long, env = "AIRLOCK_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: Option<usize>,
+    /// Runs at once per team; default: the global capacity.
+    #[arg(long, env = "AIRLOCK_TEAM_MAX_CONCURRENT_RUNS")]
+    pub team_max_concurrent_runs: Option<usize>,
+    /// Run requests held unacknowledged while waiting for a slot.
+    #[arg(long, env = "AIRLOCK_PREFETCH", default_value_t = 500)]
+    pub prefetch: u16,
+    /// Where local sandboxes keep their scratch directories.
+    #[arg(long, env = "AIRLOCK_SANDBOX_DIR", default_value = "/var/lib/airlock/sandboxes")]
+    pub sandbox_dir: PathBuf,
+    /// First host uid of the local sandboxes' pool (one uid per concurrent run).
+    #[arg(long, env = "AIRLOCK_SANDBOX_UID_BASE", default_value_t = 200_000)]
+    pub sandbox_uid_base: u32,
+    /// The bubblewrap executable.
+    #[arg(long, env = "AIRLOCK_BWRAP_PATH", default_value = "/usr/bin/bwrap")]
+    pub bwrap_path: PathBuf,
+}
+
+impl Config {
+    pub fn capacity(&self) -> usize {
+        self.max_concurrent_runs
+            .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1))
+            .max(1)
+    }
+
+    pub fn team_quota(&self) -> usize {
+        self.team_max_concurrent_runs.unwrap_or_else(|| self.capacity()).max(1)
+    }
+
+    /// The worker binary: configured, or beside the running executable.
+    pub fn worker_path(&self) -> std::io::Result<PathBuf> {
+        match &self.worker_path {
+            Some(path) => Ok(path.clone()),
+            None => {
+                let exe = std::env::current_exe()?;
+                Ok(exe.with_file_name("airlock-worker"))
+            }
+        }
+    }
+}
