@@ -189,13 +189,20 @@ impl Db {
         Ok(true)
     }
 
-    /// Whether the evaluation has been asked to cancel.
-    pub async fn is_cancel_requested(&self, id: EvaluationId) -> Result<bool> {
-        let at: Option<Option<DateTime<Utc>>> =
-            sqlx::query_scalar("SELECT cancel_requested_at FROM evaluations WHERE id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(matches!(at, Some(Some(_))))
+    /// What the orchestrator checks before starting a run: its state and attempt, and
+    /// whether its evaluation has been asked to cancel. `None` when the run is unknown.
+    pub async fn run_admission(&self, id: RunId) -> Result<Option<(RunState, u32, bool)>> {
+        let row: Option<(String, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT r.state, r.attempt, e.cancel_requested_at
+             FROM runs r JOIN evaluations e ON e.id = r.evaluation_id WHERE r.id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|(state, attempt, cancel)| {
+            let state = state.parse::<RunState>().map_err(crate::rows::corrupt)?;
+            Ok((state, u32::try_from(attempt).unwrap_or(0), cancel.is_some()))
+        })
+        .transpose()
     }
 }

@@ -17,6 +17,12 @@ use crate::reports::{Attempt, ReportSink};
 use crate::runtime::{SandboxRuntime, sandbox_name};
 use crate::scheduler::{Limits, Scheduler, Ticket};
 
+enum Admission {
+    Start,
+    Cancelled,
+    AlreadyDone(RunState),
+}
+
 pub enum Command {
     Request(Box<RunRequested>, Delivery),
     Cancel(EvaluationId),
@@ -62,9 +68,17 @@ impl Dispatcher {
                         let _ = airlock_mq::ack(&delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
                         continue;
                     }
-                    if self.is_cancelled(&mut cancelled, request.evaluation_id).await {
-                        self.skip_cancelled(&request, &delivery).await;
-                        continue;
+                    match self.admission(&mut cancelled, &request).await {
+                        Admission::Start => {}
+                        Admission::Cancelled => {
+                            self.skip_cancelled(&request, &delivery).await;
+                            continue;
+                        }
+                        Admission::AlreadyDone(state) => {
+                            tracing::info!(run_id = %request.run_id, %state, "redelivered request for a finished run; skipped");
+                            let _ = airlock_mq::ack(&delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
+                            continue;
+                        }
                     }
                     let ticket = Ticket {
                         run_id: request.run_id,
@@ -149,19 +163,24 @@ impl Dispatcher {
         }
     }
 
-    async fn is_cancelled(&self, cancelled: &mut HashSet<EvaluationId>, evaluation_id: EvaluationId) -> bool {
-        if cancelled.contains(&evaluation_id) {
-            return true;
+    /// Whether a requested run may start: not if its evaluation was cancelled, nor if
+    /// this attempt already finished (a redelivery after the sandbox was removed).
+    async fn admission(&self, cancelled: &mut HashSet<EvaluationId>, request: &RunRequested) -> Admission {
+        if cancelled.contains(&request.evaluation_id) {
+            return Admission::Cancelled;
         }
-        match self.db.is_cancel_requested(evaluation_id).await {
-            Ok(true) => {
-                cancelled.insert(evaluation_id);
-                true
+        match self.db.run_admission(request.run_id).await {
+            Ok(Some((_, _, true))) => {
+                cancelled.insert(request.evaluation_id);
+                Admission::Cancelled
             }
-            Ok(false) => false,
+            Ok(Some((state, attempt, false))) if state.is_terminal() || attempt > request.attempt => {
+                Admission::AlreadyDone(state)
+            }
+            Ok(_) => Admission::Start,
             Err(error) => {
-                tracing::warn!(%error, "cannot check for cancellation; the control message will still apply");
-                false
+                tracing::warn!(%error, "cannot read the run's state; starting it (duplicates are absorbed downstream)");
+                Admission::Start
             }
         }
     }

@@ -1111,3 +1111,53 @@ async fn a_sandbox_that_cannot_start_reports_bwraps_error() {
     }
     h.finish().await;
 }
+
+#[tokio::test]
+async fn limits_follow_the_resources() {
+    let mut h = Harness::new(19);
+    let mut request = h.request(
+        r#"
+        limit() { grep "^$1" /proc/self/limits | awk '{print $(NF-2) " " $(NF-1)}'; }
+        echo "nproc: $(limit 'Max processes')"
+        echo "nofile: $(limit 'Max open files')"
+        echo "core: $(limit 'Max core file size')"
+        echo "fsize: $(limit 'Max file size')"
+        echo "cpu: $(limit 'Max cpu time')"
+        echo ready; exec sleep 600
+        "#,
+    );
+    request.resources.cpu = "500m".into();
+    request.resources.memory = "128Mi".into();
+    request.timeout_secs = 40;
+    let (name, mut events) = h.start(&request).await;
+    events.until_stdout("ready").await;
+    // Soft and hard limit of each.
+    assert_eq!(events.tagged("nproc: "), ["512 512"]);
+    assert_eq!(events.tagged("nofile: "), ["1024 1024"]);
+    assert_eq!(events.tagged("core: "), ["0 0"]);
+    assert_eq!(events.tagged("fsize: "), ["1073741824 1073741824"]);
+    assert_eq!(events.tagged("cpu: "), ["100 100"], "40 s x 1 core + 60 s");
+
+    let read = |path: PathBuf| fs::read_to_string(&path).map(|t| t.trim().to_owned()).ok();
+    let root = Path::new("/sys/fs/cgroup");
+    let v2 = root.join("airlock").join(&name);
+    if v2.exists() {
+        assert_eq!(read(v2.join("memory.max")).as_deref(), Some("134217728"));
+        assert_eq!(read(v2.join("pids.max")).as_deref(), Some("512"));
+        assert_eq!(read(v2.join("cpu.max")).as_deref(), Some("50000 100000"));
+    } else {
+        let v1 = |controller: &str, file: &str| {
+            read(root.join(controller).join("airlock").join(&name).join(file))
+        };
+        assert_eq!(
+            v1("memory", "memory.limit_in_bytes").as_deref(),
+            Some("134217728")
+        );
+        assert_eq!(v1("pids", "pids.max").as_deref(), Some("512"));
+        assert_eq!(v1("cpu", "cpu.cfs_period_us").as_deref(), Some("100000"));
+        assert_eq!(v1("cpu", "cpu.cfs_quota_us").as_deref(), Some("50000"));
+    }
+    h.rt.stop(&name).await.expect("stop");
+    events.read_to_end().await;
+    h.finish().await;
+}

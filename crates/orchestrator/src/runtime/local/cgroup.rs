@@ -62,7 +62,11 @@ impl Cgroups {
             }
             let parent = mount.join(PARENT);
             match fs::create_dir_all(&parent) {
-                Ok(()) => Some(parent),
+                Ok(()) if writable(&parent) => Some(parent),
+                Ok(()) => {
+                    tracing::warn!(controller, "the sandboxes' cgroup parent is not writable");
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(controller, error = %e, "cannot create the sandboxes' cgroup parent");
                     None
@@ -83,6 +87,10 @@ impl Cgroups {
         let parent = root.join(PARENT);
         if let Err(e) = fs::create_dir_all(&parent) {
             tracing::warn!(error = %e, "cannot create the sandboxes' cgroup parent");
+            return Self::Unavailable;
+        }
+        if !writable(&parent) {
+            tracing::warn!("the sandboxes' cgroup parent is not writable");
             return Self::Unavailable;
         }
         for dir in [root, parent.as_path()] {
@@ -378,6 +386,16 @@ pub(crate) fn counter(text: &str, key: &str) -> Option<u64> {
         let mut words = line.split_whitespace();
         (words.next() == Some(key)).then(|| words.next()?.parse().ok())?
     })
+}
+
+/// Whether this process may create cgroups in `dir`.
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 fn read_words(path: &Path) -> BTreeSet<String> {

@@ -21,7 +21,9 @@
 
 mod args;
 mod cgroup;
+mod leftover;
 mod limits;
+mod probe;
 mod process;
 mod procfs;
 mod state;
@@ -29,6 +31,7 @@ mod uids;
 
 use self::args::{HostLayout, SandboxPaths};
 use self::cgroup::{CgroupLimits, Cgroups, SandboxCgroup};
+use self::leftover::Leftover;
 use self::limits::{ChildSetup, Rlimits};
 use self::process::{Launch, Live};
 use self::state::{Meta, SandboxDir};
@@ -161,15 +164,16 @@ impl LocalRuntime {
         if own_uids {
             // Probe as a free pool uid, exactly like a sandbox will run.
             let probe_uid = uids.allocate(&procfs::busy_uids());
-            let result = probe_bwrap(&config, probe_uid.unwrap_or(config.uid_base));
+            let result =
+                probe::probe_bwrap(&config, &host, Some(probe_uid.unwrap_or(config.uid_base)));
             if let Some(uid) = probe_uid {
                 // bwrap's init may still be exiting when bwrap returns.
-                reap_uid(uid, config.kill_grace);
+                probe::reap_uid(uid, config.kill_grace);
                 uids.release(uid);
             }
             result?;
         } else {
-            probe_bwrap(&config, None)?;
+            probe::probe_bwrap(&config, &host, None)?;
         }
 
         let cgroups = Cgroups::detect(Path::new(CGROUP_ROOT));
@@ -405,7 +409,9 @@ impl LocalRuntime {
             self.wait_killed(name, &live).await
         } else if let Some((dir, meta)) = self.on_disk(name) {
             dir.mark_stopped();
-            self.kill_leftover(name, &meta).await
+            self.leftover(name, &meta)
+                .kill(self.config.kill_grace)
+                .await
         } else {
             Err(RuntimeError::NotFound(name.to_owned()))
         }
@@ -418,55 +424,9 @@ impl LocalRuntime {
         live.wait_gone(name, limit).await
     }
 
-    /// Kills everything of a sandbox started by an earlier process: its recorded bwrap
-    /// process, its cgroup and its uid.
-    async fn kill_leftover(&self, name: &str, meta: &Meta) -> Result<(), RuntimeError> {
-        let cgroup = self.cgroups.sandbox(name);
-        let pool_uid = meta.host_uid.filter(|uid| self.uids.contains(*uid));
-        let deadline = tokio::time::Instant::now() + self.config.kill_grace;
-        loop {
-            let mut found = false;
-            if let Some(pid) = meta
-                .pid
-                .filter(|pid| procfs::is_running(*pid, meta.pid_start))
-            {
-                found = true;
-                procfs::sigkill(i32::try_from(pid).unwrap_or(0));
-            }
-            if let Some(cgroup) = &cgroup {
-                found |= cgroup.kill_pass();
-            }
-            if let Some(uid) = pool_uid {
-                for pid in procfs::pids_of_uid(uid) {
-                    found = true;
-                    procfs::sigkill(pid);
-                }
-            }
-            if !found {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RuntimeError::Failed(format!(
-                    "processes of sandbox {name} survived {:?} of SIGKILL",
-                    self.config.kill_grace
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Whether anything of a sandbox known only on disk still runs.
-    fn leftover_alive(&self, name: &str, meta: &Meta) -> bool {
-        meta.pid
-            .is_some_and(|pid| procfs::is_running(pid, meta.pid_start))
-            || self
-                .cgroups
-                .sandbox(name)
-                .is_some_and(|c| !c.pids().is_empty())
-            || meta
-                .host_uid
-                .filter(|uid| self.uids.contains(*uid))
-                .is_some_and(|uid| !procfs::pids_of_uid(uid).is_empty())
+    /// A sandbox known only from disk.
+    fn leftover<'m>(&self, name: &str, meta: &'m Meta) -> Leftover<'m> {
+        Leftover::new(name, meta, &self.cgroups, &self.uids)
     }
 
     #[tracing::instrument(skip_all, fields(sandbox = %name))]
@@ -479,7 +439,7 @@ impl LocalRuntime {
         };
         // Started by an earlier process: its exit status is lost; wait until nothing of
         // it runs.
-        while self.leftover_alive(name, &meta) {
+        while self.leftover(name, &meta).alive() {
             tokio::time::sleep(DISK_POLL).await;
         }
         Ok(SandboxExit {
@@ -511,7 +471,9 @@ impl LocalRuntime {
             }
             None => match dir.read_meta() {
                 Ok(meta) => {
-                    self.kill_leftover(name, &meta).await?;
+                    self.leftover(name, &meta)
+                        .kill(self.config.kill_grace)
+                        .await?;
                     meta.host_uid
                 }
                 Err(_) => None,
@@ -547,7 +509,7 @@ impl LocalRuntime {
             .map(|(_, meta)| {
                 let alive = match self.live(&meta.name) {
                     Some(live) => !live.finished(),
-                    None => self.leftover_alive(&meta.name, &meta),
+                    None => self.leftover(&meta.name, &meta).alive(),
                 };
                 SandboxInfo {
                     name: meta.name,
@@ -638,118 +600,10 @@ fn check_request(request: &SandboxRequest) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Kills whatever still runs as `uid` until nothing does, for at most `grace`
-/// (blocking; used at start-up only).
-fn reap_uid(uid: u32, grace: Duration) {
-    let deadline = std::time::Instant::now() + grace;
-    loop {
-        let pids = procfs::pids_of_uid(uid);
-        if pids.is_empty() || std::time::Instant::now() >= deadline {
-            return;
-        }
-        for pid in pids {
-            procfs::sigkill(pid);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 async fn delete_dir(dir: SandboxDir) -> Result<(), RuntimeError> {
     let path = dir.root().to_owned();
     tokio::task::spawn_blocking(move || dir.delete())
         .await
         .map_err(|e| RuntimeError::Failed(format!("deleting {} panicked: {e}", path.display())))?
         .map_err(|e| RuntimeError::Failed(format!("cannot delete {}: {e}", path.display())))
-}
-
-/// Checks that bwrap exists and can build a sandbox like ours here, as the user the
-/// sandboxes will run as.
-fn probe_bwrap(config: &LocalConfig, uid: impl Into<Option<u32>>) -> Result<(), RuntimeError> {
-    use std::os::unix::process::CommandExt;
-    let bwrap = &config.bwrap_path;
-    if !bwrap.is_file() {
-        return Err(RuntimeError::Failed(format!(
-            "bubblewrap not found at {}: install the Debian package `bubblewrap` (apt-get install bubblewrap)",
-            bwrap.display()
-        )));
-    }
-    let host = HostLayout::probe();
-    let mut args: Vec<std::ffi::OsString> = [
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--clearenv",
-        "--setenv",
-        "PATH",
-        "/usr/bin:/bin",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    for (path, entry) in &host.roots {
-        match entry {
-            args::HostEntry::Symlink(target) => {
-                args.extend([
-                    "--symlink".into(),
-                    target.clone().into_os_string(),
-                    (*path).into(),
-                ]);
-            }
-            args::HostEntry::Dir => {
-                args.extend(["--ro-bind".into(), (*path).into(), (*path).into()])
-            }
-            args::HostEntry::File | args::HostEntry::Missing => {}
-        }
-    }
-    args.extend(
-        ["--proc", "/proc", "--dev", "/dev", "--ro-bind"]
-            .iter()
-            .map(Into::into),
-    );
-    args.push(config.worker_path.clone().into_os_string());
-    args.extend(
-        [
-            "/airlock/bin/airlock-worker",
-            "--remount-ro",
-            "/",
-            "--",
-            "true",
-        ]
-        .iter()
-        .map(Into::into),
-    );
-
-    let mut command = std::process::Command::new(bwrap);
-    command
-        .args(&args)
-        .env_clear()
-        .current_dir("/")
-        .stdin(std::process::Stdio::null());
-    if let Some(uid) = uid.into() {
-        command.uid(uid).gid(uid);
-    }
-    let output = command.output().map_err(|e| {
-        RuntimeError::Failed(format!(
-            "cannot run bubblewrap at {}: {e} (Debian package `bubblewrap`)",
-            bwrap.display()
-        ))
-    })?;
-    if !output.status.success() {
-        return Err(RuntimeError::Failed(format!(
-            "bubblewrap at {} cannot create a sandbox here ({}): {}. The local runtime needs bubblewrap >= 0.8 \
-             (Debian package `bubblewrap`), unprivileged user namespaces (user.max_user_namespaces > 0), and the \
-             worker binary and state directory readable by the sandbox uids",
-            bwrap.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
 }

@@ -1,0 +1,172 @@
+//! Clients a test talks to the gateway with, as a user would: REST with a bearer token,
+//! and the WebSocket stream.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::eventually;
+
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A response: status and JSON body (Null when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn reply(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("read body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET");
+        Self::reply(response).await
+    }
+
+    pub async fn post(&self, path: &str) -> Reply {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("POST");
+        Self::reply(response).await
+    }
+
+    /// POSTs a raw body with a content type.
+    pub async fn post_body(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        Self::reply(response).await
+    }
+
+    pub async fn submit(&self, spec: &Value) -> Reply {
+        self.post_body("/api/v1/evaluations", "application/json", spec.to_string()).await
+    }
+
+    /// Submits and returns the new evaluation's id, asserting 201.
+    pub async fn submit_ok(&self, spec: &Value) -> String {
+        let reply = self.submit(spec).await;
+        assert_eq!(reply.status, 201, "submit failed: {}", reply.body);
+        reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn evaluation(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/api/v1/evaluations/{id}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// Waits until the evaluation reaches a terminal status; returns it.
+    pub async fn wait_finished(&self, id: &str, limit: Duration) -> Value {
+        eventually(&format!("evaluation {id} to finish"), limit, || async {
+            let evaluation = self.evaluation(id).await;
+            let status = evaluation["status"].as_str().unwrap_or("");
+            matches!(status, "succeeded" | "failed" | "cancelled").then_some(evaluation)
+        })
+        .await
+    }
+
+    /// Every event of a run, following pages.
+    pub async fn run_events(&self, run_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let reply = self
+                .get(&format!("/api/v1/runs/{run_id}/events?after_seq={after}&limit=5000"))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let page = reply.body["events"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return events;
+            }
+            after = reply.body["next_after_seq"].as_i64().expect("next_after_seq");
+            events.extend(page);
+        }
+    }
+
+    /// Opens the evaluation's WebSocket stream; with `resume`, sends the resume frame.
+    pub async fn stream(&self, id: &str, resume: Option<&HashMap<String, i64>>) -> Stream {
+        let ws_base = self.base.replacen("http://", "ws://", 1);
+        let query = if resume.is_some() { "?resume=true" } else { "" };
+        let mut request = format!("{ws_base}/api/v1/evaluations/{id}/stream{query}")
+            .into_client_request()
+            .expect("ws request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().expect("header"),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        if let Some(after) = resume {
+            let frame = serde_json::json!({"type": "resume", "after_seq": after});
+            socket.send(Message::text(frame.to_string())).await.expect("send resume");
+        }
+        Stream { socket }
+    }
+}
+
+pub struct Stream {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Stream {
+    /// The next JSON frame, or None when the server closed the stream.
+    pub async fn next(&mut self, limit: Duration) -> Option<Value> {
+        loop {
+            let frame = tokio::time::timeout(limit, self.socket.next())
+                .await
+                .expect("no WebSocket frame within the time limit");
+            match frame {
+                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).expect("JSON frame")),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}

@@ -1,0 +1,259 @@
+//! The whole platform as real processes: gateway, orchestrator and result-processor,
+//! each on a free port, against the test's own database and virtual host.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::client::Api;
+use crate::infra::{TestBroker, TestDatabase};
+use crate::{binary, eventually};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Gateway,
+    Orchestrator,
+    ResultProcessor,
+}
+
+impl Service {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Gateway => "airlock-gateway",
+            Self::Orchestrator => "airlock-orchestrator",
+            Self::ResultProcessor => "airlock-result-processor",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// AIRLOCK_MAX_CONCURRENT_RUNS.
+    pub capacity: usize,
+    /// AIRLOCK_TEAM_MAX_CONCURRENT_RUNS.
+    pub team_quota: Option<usize>,
+    /// Extra environment per service.
+    pub env: Vec<(Service, String, String)>,
+    /// When set, the gateway reaches RabbitMQ through this port (a test proxy).
+    pub gateway_amqp_port: Option<u16>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 4,
+            team_quota: None,
+            env: Vec::new(),
+            gateway_amqp_port: None,
+        }
+    }
+}
+
+pub struct Stack {
+    pub db: TestDatabase,
+    pub broker: TestBroker,
+    pub options: StackOptions,
+    pub sandbox_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// First host uid of this stack's sandboxes (each stack gets its own range of 64).
+    pub uid_base: u32,
+    processes: HashMap<Service, Child>,
+    ports: HashMap<Service, u16>,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Self {
+        let db = TestDatabase::create().await;
+        let broker = TestBroker::create();
+        let root = std::env::temp_dir().join(format!("airlock-test-{}", uuid::Uuid::new_v4().simple()));
+        let log_dir = root.join("logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let mut stack = Self {
+            db,
+            broker,
+            options,
+            sandbox_dir: root.join("sandboxes"),
+            log_dir,
+            uid_base: 300_000 + (uuid::Uuid::new_v4().as_u128() % 10_000) as u32 * 64,
+            processes: HashMap::new(),
+            ports: HashMap::new(),
+        };
+        for service in [Service::Gateway, Service::ResultProcessor, Service::Orchestrator] {
+            stack.start_service(service).await;
+        }
+        for service in [Service::Gateway, Service::ResultProcessor, Service::Orchestrator] {
+            stack.wait_ready(service).await;
+        }
+        stack
+    }
+
+    fn env(&self, service: Service) -> Vec<(String, String)> {
+        let amqp = match (service, self.options.gateway_amqp_port) {
+            (Service::Gateway, Some(port)) => self.broker.url_via(port),
+            _ => self.broker.url(),
+        };
+        let mut env = vec![
+            ("AIRLOCK_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("AIRLOCK_DATABASE_URL".into(), self.db.url.clone()),
+            ("AIRLOCK_AMQP_URL".into(), amqp),
+            ("AIRLOCK_SHUTDOWN_GRACE_SECS".into(), "5".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        if service == Service::Orchestrator {
+            env.push(("AIRLOCK_MAX_CONCURRENT_RUNS".into(), self.options.capacity.to_string()));
+            env.push(("AIRLOCK_SANDBOX_DIR".into(), self.sandbox_dir.display().to_string()));
+            env.push(("AIRLOCK_SANDBOX_UID_BASE".into(), self.uid_base.to_string()));
+            if let Some(quota) = self.options.team_quota {
+                env.push(("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS".into(), quota.to_string()));
+            }
+        }
+        for (s, k, v) in &self.options.env {
+            if *s == service {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        env
+    }
+
+    /// Starts a service and learns its port from its "listening" log line.
+    pub async fn start_service(&mut self, service: Service) {
+        let mut command = Command::new(binary(service.binary()));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env(service))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn service");
+        let stderr = child.stderr.take().expect("stderr");
+        let log_path = self.log_dir.join(format!("{}.log", service.binary()));
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .expect("open log");
+            let mut port_tx = Some(port_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                use std::io::Write;
+                let _ = writeln!(log, "{line}");
+                if line.contains("listening")
+                    && let Some(port) = listening_port(&line)
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), port_rx)
+            .await
+            .unwrap_or_else(|_| panic!("{} did not start; see {}", service.binary(), self.log_dir.display()))
+            .unwrap_or_else(|_| panic!("{} exited at start; see {}", service.binary(), self.log_dir.display()));
+        self.ports.insert(service, port);
+        self.processes.insert(service, child);
+    }
+
+    pub async fn wait_ready(&self, service: Service) {
+        let url = format!("{}/readyz", self.url(service));
+        let client = reqwest::Client::new();
+        eventually(&format!("{} ready", service.binary()), Duration::from_secs(60), || {
+            let request = client.get(&url).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// SIGKILLs a service: no drain, no goodbye.
+    pub async fn kill(&mut self, service: Service) {
+        if let Some(mut child) = self.processes.remove(&service) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// SIGTERMs a service and waits for it to exit.
+    pub async fn terminate(&mut self, service: Service) -> std::process::ExitStatus {
+        let mut child = self.processes.remove(&service).expect("service running");
+        if let Some(pid) = child.id() {
+            // SAFETY: kill(2) on a child process this stack owns.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        child.wait().await.expect("wait for service")
+    }
+
+    pub async fn restart(&mut self, service: Service) {
+        self.start_service(service).await;
+        self.wait_ready(service).await;
+    }
+
+    pub fn url(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&service])
+    }
+
+    /// Creates a user and team if needed and returns a new API token.
+    pub async fn token(&self, user: &str, team: &str, role: &str) -> String {
+        let output = Command::new(binary("airlock-gateway"))
+            .args(["admin", "create-token", "--user", user, "--team", team, "--role", role])
+            .env("AIRLOCK_DATABASE_URL", &self.db.url)
+            .output()
+            .await
+            .expect("run create-token");
+        assert!(output.status.success(), "create-token failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
+    }
+
+    pub fn api(&self, token: &str) -> Api {
+        Api::new(&self.url(Service::Gateway), token)
+    }
+
+    /// Live host processes owned by this stack's sandbox uids.
+    pub fn sandbox_processes(&self) -> Vec<u32> {
+        let range = self.uid_base..self.uid_base + 64;
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok());
+            // A zombie is dead already: it runs nothing and holds nothing but its pid
+            // until the host's init reaps it.
+            let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains("Z (zombie)"));
+            if uid.is_some_and(|u| range.contains(&u)) && !zombie {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Reads a service's captured log.
+    pub fn log(&self, service: Service) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{}.log", service.binary()))).unwrap_or_default()
+    }
+
+    /// Stops everything and removes the test's database and virtual host.
+    pub async fn stop(mut self) {
+        for service in [Service::Gateway, Service::Orchestrator, Service::ResultProcessor] {
+            if self.processes.contains_key(&service) {
+                self.terminate(service).await;
+            }
+        }
+        self.db.drop_database().await;
+        self.broker.delete();
+    }
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let addr = value.get("addr")?.as_str()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
