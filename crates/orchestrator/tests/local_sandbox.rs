@@ -520,6 +520,8 @@ async fn host_files_are_read_only_or_invisible() {
     );
     let request = h.request(&script);
     let (events, exit) = h.run(&request).await;
+    // Clean up before asserting, so a failure leaves nothing in the host's /tmp.
+    fs::remove_file(&host_tmp_marker).expect("marker");
     assert_eq!(exit.code, Some(0), "{:#?}", events.all);
     let writes = events.tagged("write: ");
     assert_eq!(writes.len(), 8);
@@ -581,7 +583,6 @@ async fn host_files_are_read_only_or_invisible() {
         !scratch.exists(),
         "the scratch directory is gone after remove"
     );
-    fs::remove_file(&host_tmp_marker).expect("marker");
     fs::remove_file(&state_marker).expect("marker");
     h.finish().await;
 }

@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# One Dockerfile, one target per service:
+#   docker build --target gateway .        (also: orchestrator, result-processor, worker)
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --bins \
+ && mkdir -p /out \
+ && cp target/release/airlock-gateway target/release/airlock-orchestrator \
+       target/release/airlock-result-processor target/release/airlock-worker /out/
+
+FROM debian:bookworm-slim AS runtime-base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin airlock
+
+FROM runtime-base AS gateway
+COPY --from=build /out/airlock-gateway /usr/local/bin/airlock-gateway
+COPY migrations /opt/airlock/migrations
+USER 10001
+ENV AIRLOCK_HTTP_ADDR=0.0.0.0:8080 AIRLOCK_STATIC_DIR=/opt/airlock/frontend
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/airlock-gateway"]
+
+FROM runtime-base AS result-processor
+COPY --from=build /out/airlock-result-processor /usr/local/bin/airlock-result-processor
+USER 10001
+ENV AIRLOCK_HTTP_ADDR=0.0.0.0:8082
+EXPOSE 8082
+ENTRYPOINT ["/usr/local/bin/airlock-result-processor"]
+
+# The local runtime needs bubblewrap and must switch sandboxes to their own uids, so this
+# image runs as root inside its container; see docker-compose.yml for the privileges.
+FROM runtime-base AS orchestrator
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/airlock-orchestrator /out/airlock-worker /usr/local/bin/
+ENV AIRLOCK_HTTP_ADDR=0.0.0.0:8081 AIRLOCK_SANDBOX_DIR=/var/lib/airlock/sandboxes
+EXPOSE 8081
+ENTRYPOINT ["/usr/local/bin/airlock-orchestrator"]
+
+# Carries only the worker, for the Kubernetes runtime's init container to copy.
+FROM busybox:1.36 AS worker
+COPY --from=build /out/airlock-worker /airlock-worker
+USER 10001
+ENTRYPOINT ["/airlock-worker"]

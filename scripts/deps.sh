@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Makes sure what Airlock needs on this machine is installed and running:
+# PostgreSQL, RabbitMQ, bubblewrap (the local sandbox) and docker-compose (to validate
+# the compose file). Installs missing Debian/Ubuntu packages, starts stopped services,
+# and waits until each accepts connections. Safe to run again.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v psql >/dev/null || missing+=(postgresql postgresql-client)
+command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
+command -v curl >/dev/null || missing+=(curl)
+fresh_postgres=0
+if ! command -v pg_ctlcluster >/dev/null && ! ls /etc/postgresql/*/main >/dev/null 2>&1; then fresh_postgres=1; fi
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 120); do
+    if port_open "$port"; then return 0; fi
+    sleep 0.5
+  done
+  log "$name did not open port $port"; return 1
+}
+
+# PostgreSQL on 127.0.0.1:5432, user postgres without password (local development).
+if ! port_open 5432; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if [ "$fresh_postgres" -eq 1 ] || ! grep -q '^host all postgres 127.0.0.1/32 trust' "/etc/postgresql/$version/main/pg_hba.conf"; then
+    log "allowing local password-less connections for user postgres (development set-up)"
+    as_root sed -i '1i host all postgres 127.0.0.1/32 trust' "/etc/postgresql/$version/main/pg_hba.conf"
+  fi
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || as_root pg_ctlcluster "$version" main start
+fi
+wait_port 5432 PostgreSQL
+
+# RabbitMQ on 127.0.0.1:5672 with guest/guest.
+if ! port_open 5672; then
+  log "starting RabbitMQ"
+  as_root rabbitmq-server -detached || true
+fi
+for _ in $(seq 1 120); do
+  if as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && port_open 5672; then break; fi
+  sleep 1
+done
+wait_port 5672 RabbitMQ
+log "PostgreSQL, RabbitMQ and bubblewrap are ready"

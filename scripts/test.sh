@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs everything CI runs: formatting, lints, the compose file check, and every test
+# (unit, integration and end-to-end against real PostgreSQL and RabbitMQ).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "==> docker-compose config"
+docker-compose -f docker-compose.yml config --quiet
+
+echo "==> cargo build (every binary the end-to-end tests start)"
+cargo build --workspace --bins
+
+echo "==> cargo test"
+cargo test --workspace --no-fail-fast -- --test-threads=2
