@@ -102,13 +102,18 @@ impl EventBody {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProgramEvent {
-    Score { name: String, value: f64 },
+    Score {
+        name: String,
+        value: f64,
+    },
     Progress {
         fraction: f64,
         #[serde(default)]
         message: Option<String>,
     },
-    Log { message: String },
+    Log {
+        message: String,
+    },
 }
 
 /// Why a program's events line was refused.
@@ -127,8 +132,8 @@ pub enum ProgramEventError {
 impl ProgramEvent {
     /// Parses and checks one line of the events file.
     pub fn parse(line: &str) -> Result<Self, ProgramEventError> {
-        let event: ProgramEvent = serde_json::from_str(line)
-            .map_err(|e| ProgramEventError::Malformed(e.to_string()))?;
+        let event: ProgramEvent =
+            serde_json::from_str(line).map_err(|e| ProgramEventError::Malformed(e.to_string()))?;
         match &event {
             Self::Score { name, value } => {
                 let chars = name.chars().count();
@@ -171,7 +176,10 @@ mod tests {
         let event = WorkerEvent {
             seq: 7,
             ts: DateTime::from_timestamp(0, 0).expect("valid"),
-            body: EventBody::Score { name: "accuracy".into(), value: 1.0 },
+            body: EventBody::Score {
+                name: "accuracy".into(),
+                value: 1.0,
+            },
         };
         let line = serde_json::to_string(&event).expect("serializes");
         assert_eq!(
@@ -186,9 +194,15 @@ mod tests {
     fn program_events_are_checked() {
         assert_eq!(
             ProgramEvent::parse(r#"{"type":"score","name":"acc","value":0.5}"#),
-            Ok(ProgramEvent::Score { name: "acc".into(), value: 0.5 })
+            Ok(ProgramEvent::Score {
+                name: "acc".into(),
+                value: 0.5
+            })
         );
-        assert!(matches!(ProgramEvent::parse("not json"), Err(ProgramEventError::Malformed(_))));
+        assert!(matches!(
+            ProgramEvent::parse("not json"),
+            Err(ProgramEventError::Malformed(_))
+        ));
         assert!(matches!(
             ProgramEvent::parse(r#"{"type":"score","name":"acc","value":1,"extra":1}"#),
             Err(ProgramEventError::Malformed(_))

@@ -324,9 +324,18 @@ mod tests {
         use EvaluationStatus as E;
         assert_eq!(E::derive(&counts(&[(Queued, 3)])), E::Queued);
         assert_eq!(E::derive(&counts(&[(Queued, 2), (Running, 1)])), E::Running);
-        assert_eq!(E::derive(&counts(&[(Queued, 2), (Succeeded, 1)])), E::Running);
+        assert_eq!(
+            E::derive(&counts(&[(Queued, 2), (Succeeded, 1)])),
+            E::Running
+        );
         assert_eq!(E::derive(&counts(&[(Succeeded, 3)])), E::Succeeded);
-        assert_eq!(E::derive(&counts(&[(Succeeded, 2), (TimedOut, 1)])), E::Failed);
-        assert_eq!(E::derive(&counts(&[(Failed, 1), (Cancelled, 1)])), E::Cancelled);
+        assert_eq!(
+            E::derive(&counts(&[(Succeeded, 2), (TimedOut, 1)])),
+            E::Failed
+        );
+        assert_eq!(
+            E::derive(&counts(&[(Failed, 1), (Cancelled, 1)])),
+            E::Cancelled
+        );
     }
 }

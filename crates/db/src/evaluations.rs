@@ -99,7 +99,11 @@ impl Db {
 
     /// One evaluation, if it exists and (when `team_id` is given) belongs to that team.
     #[tracing::instrument(skip(self))]
-    pub async fn evaluation(&self, id: EvaluationId, team_id: Option<TeamId>) -> Result<Option<Evaluation>> {
+    pub async fn evaluation(
+        &self,
+        id: EvaluationId,
+        team_id: Option<TeamId>,
+    ) -> Result<Option<Evaluation>> {
         let row: Option<EvaluationRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {EVALUATION_COLUMNS} FROM evaluations e JOIN users u ON u.id = e.owner_id
              WHERE e.id = $1 AND ($2::uuid IS NULL OR e.team_id = $2)"
@@ -160,11 +164,15 @@ impl Db {
         .bind(id.as_uuid())
         .fetch_optional(self.pool())
         .await?;
-        let Some((team_id,)) = row else { return Ok(None) };
-        let run: RunRow = sqlx::query_as(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-            .bind(id.as_uuid())
-            .fetch_one(self.pool())
-            .await?;
+        let Some((team_id,)) = row else {
+            return Ok(None);
+        };
+        let run: RunRow = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_one(self.pool())
+        .await?;
         Ok(Some((run.try_into()?, team_id.into())))
     }
 

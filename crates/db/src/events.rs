@@ -11,7 +11,12 @@ use crate::{Db, Result};
 impl Db {
     /// A run's events with `seq > after_seq`, in order, at most `limit`.
     #[tracing::instrument(skip(self))]
-    pub async fn run_events(&self, run_id: RunId, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+    pub async fn run_events(
+        &self,
+        run_id: RunId,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT run_id, seq, attempt, ts, body FROM run_events
              WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -61,7 +66,10 @@ impl Db {
 
     /// Score aggregates of an evaluation, by name.
     #[tracing::instrument(skip(self))]
-    pub async fn scores_of(&self, evaluation_id: EvaluationId) -> Result<Vec<airlock_core::score::ScoreSummary>> {
+    pub async fn scores_of(
+        &self,
+        evaluation_id: EvaluationId,
+    ) -> Result<Vec<airlock_core::score::ScoreSummary>> {
         let rows: Vec<crate::rows::AggregateRow> = sqlx::query_as(
             "SELECT name, count, mean, m2, min, max FROM score_aggregates
              WHERE evaluation_id = $1 ORDER BY name",

@@ -51,13 +51,15 @@ impl Db {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO api_tokens (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(user_id.as_uuid())
-            .bind(token_hash)
-            .bind(expires_at)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(user_id.as_uuid())
+        .bind(token_hash)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
         Ok(id)
     }
 
@@ -65,27 +67,28 @@ impl Db {
     /// last use at most once a minute, so authentication stays a read on the hot path.
     #[tracing::instrument(skip_all)]
     pub async fn principal_for_token(&self, token_hash: &[u8]) -> Result<Option<Principal>> {
-        let row: Option<(Uuid, PrincipalRow)> = sqlx::query_as::<_, (Uuid, String, Uuid, String, String, Uuid)>(
-            "SELECT u.id, u.name, t.id, t.name, u.role, k.id
+        let row: Option<(Uuid, PrincipalRow)> =
+            sqlx::query_as::<_, (Uuid, String, Uuid, String, String, Uuid)>(
+                "SELECT u.id, u.name, t.id, t.name, u.role, k.id
              FROM api_tokens k JOIN users u ON u.id = k.user_id JOIN teams t ON t.id = u.team_id
              WHERE k.token_hash = $1 AND k.revoked_at IS NULL
                AND (k.expires_at IS NULL OR k.expires_at > now())",
-        )
-        .bind(token_hash)
-        .fetch_optional(self.pool())
-        .await?
-        .map(|(user_id, user_name, team_id, team_name, role, token_id)| {
-            (
-                token_id,
-                PrincipalRow {
-                    user_id,
-                    user_name,
-                    team_id,
-                    team_name,
-                    role,
-                },
             )
-        });
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|(user_id, user_name, team_id, team_name, role, token_id)| {
+                (
+                    token_id,
+                    PrincipalRow {
+                        user_id,
+                        user_name,
+                        team_id,
+                        team_name,
+                        role,
+                    },
+                )
+            });
         let Some((token_id, row)) = row else {
             return Ok(None);
         };

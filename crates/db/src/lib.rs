@@ -31,7 +31,8 @@ impl Db {
     /// Connects lazily: the pool opens connections when first used, so a service can
     /// start (and report not-ready) while PostgreSQL is down.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

@@ -33,7 +33,10 @@ impl OutboxMessage {
 }
 
 /// Inserts messages inside the caller's transaction, in chunks.
-pub(crate) async fn insert(tx: &mut Transaction<'_, Postgres>, messages: &[OutboxMessage]) -> Result<()> {
+pub(crate) async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    messages: &[OutboxMessage],
+) -> Result<()> {
     for chunk in messages.chunks(5_000) {
         let exchanges: Vec<&str> = chunk.iter().map(|m| m.exchange.as_str()).collect();
         let keys: Vec<&str> = chunk.iter().map(|m| m.routing_key.as_str()).collect();
@@ -86,13 +89,15 @@ impl Db {
         .await?;
         let messages = rows
             .into_iter()
-            .map(|(id, exchange, routing_key, priority, payload)| OutboxMessage {
-                id,
-                exchange,
-                routing_key,
-                priority,
-                payload,
-            })
+            .map(
+                |(id, exchange, routing_key, priority, payload)| OutboxMessage {
+                    id,
+                    exchange,
+                    routing_key,
+                    priority,
+                    payload,
+                },
+            )
             .collect();
         Ok(OutboxBatch { tx, messages })
     }

@@ -3,7 +3,9 @@
 //! status and score aggregates kept current, all in one transaction per batch.
 
 use airlock_core::event::EventBody;
-use airlock_core::messages::{EvaluationUpdate, RunReport, RunSnapshot, RunStatusChange, StoredEvent};
+use airlock_core::messages::{
+    EvaluationUpdate, RunReport, RunSnapshot, RunStatusChange, StoredEvent,
+};
 use airlock_core::score::{Aggregate, ScoreSummary};
 use airlock_core::state::StateCounts;
 use airlock_core::{EvaluationId, EvaluationStatus, RunId, RunState, TeamId};
@@ -69,16 +71,24 @@ impl Db {
 
         for (run_id, reports) in &by_run {
             let Some(work) = runs.get_mut(run_id) else {
-                applied.rejected.push(format!("run {run_id} does not exist"));
+                applied
+                    .rejected
+                    .push(format!("run {run_id} does not exist"));
                 continue;
             };
             let eval = evaluations.entry(work.snapshot.evaluation_id).or_default();
             for report in reports {
                 match report {
                     RunReport::EventsV1(batch) => {
-                        let fresh = fresh_source_seqs(&mut tx, *run_id, batch.attempt, &batch.events).await?;
+                        let fresh =
+                            fresh_source_seqs(&mut tx, *run_id, batch.attempt, &batch.events)
+                                .await?;
                         applied.duplicates += batch.events.len() - fresh.len();
-                        for event in batch.events.iter().filter(|e| fresh.contains(&(e.seq as i64))) {
+                        for event in batch
+                            .events
+                            .iter()
+                            .filter(|e| fresh.contains(&(e.seq as i64)))
+                        {
                             if let EventBody::Score { name, value } = &event.body {
                                 eval.scores
                                     .entry(name.clone())
@@ -97,32 +107,30 @@ impl Db {
                             work.changed = true;
                         }
                     }
-                    RunReport::StatusV1(change) => {
-                        match apply_status(&mut work.snapshot, change) {
-                            StatusOutcome::Unchanged => {}
-                            StatusOutcome::Rejected(why) => applied.rejected.push(why),
-                            StatusOutcome::Changed { from } => {
-                                *eval.deltas.entry(from.as_str()).or_default() -= 1;
-                                *eval.deltas.entry(change.state.as_str()).or_default() += 1;
-                                work.last_seq += 1;
-                                new_events.push(NewEvent {
-                                    run_id: run_id.as_uuid(),
-                                    seq: work.last_seq,
-                                    attempt: change.attempt as i32,
-                                    source_seq: None,
-                                    ts: change.at,
-                                    body: EventBody::Status {
-                                        state: change.state,
-                                        reason: change.reason.clone(),
-                                        exit_code: change.exit_code,
-                                    },
-                                });
-                                work.changed = true;
-                                eval.runs.retain(|r| r.id != *run_id);
-                                eval.runs.push(work.snapshot.clone());
-                            }
+                    RunReport::StatusV1(change) => match apply_status(&mut work.snapshot, change) {
+                        StatusOutcome::Unchanged => {}
+                        StatusOutcome::Rejected(why) => applied.rejected.push(why),
+                        StatusOutcome::Changed { from } => {
+                            *eval.deltas.entry(from.as_str()).or_default() -= 1;
+                            *eval.deltas.entry(change.state.as_str()).or_default() += 1;
+                            work.last_seq += 1;
+                            new_events.push(NewEvent {
+                                run_id: run_id.as_uuid(),
+                                seq: work.last_seq,
+                                attempt: change.attempt as i32,
+                                source_seq: None,
+                                ts: change.at,
+                                body: EventBody::Status {
+                                    state: change.state,
+                                    reason: change.reason.clone(),
+                                    exit_code: change.exit_code,
+                                },
+                            });
+                            work.changed = true;
+                            eval.runs.retain(|r| r.id != *run_id);
+                            eval.runs.push(work.snapshot.clone());
                         }
-                    }
+                    },
                 }
             }
         }
@@ -155,7 +163,11 @@ impl Db {
 
     /// Cancels every run of the evaluation that has not started yet.
     #[tracing::instrument(skip(self))]
-    pub async fn cancel_waiting_runs(&self, evaluation_id: EvaluationId, at: DateTime<Utc>) -> Result<Applied> {
+    pub async fn cancel_waiting_runs(
+        &self,
+        evaluation_id: EvaluationId,
+        at: DateTime<Utc>,
+    ) -> Result<Applied> {
         let waiting: Vec<(Uuid, i32)> = sqlx::query_as(
             "SELECT id, attempt FROM runs WHERE evaluation_id = $1 AND state IN ('queued', 'scheduling')",
         )
@@ -199,7 +211,9 @@ fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcom
             run.id, change.state, change.attempt, run.attempt
         ));
     }
-    if run.state == change.state && (run.state != RunState::Scheduling || run.reason == change.reason) {
+    if run.state == change.state
+        && (run.state != RunState::Scheduling || run.reason == change.reason)
+    {
         return StatusOutcome::Unchanged;
     }
     if let Err(invalid) = run.state.transition(change.state) {
@@ -220,7 +234,10 @@ fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcom
     StatusOutcome::Changed { from }
 }
 
-async fn lock_runs(tx: &mut Transaction<'_, Postgres>, ids: Vec<RunId>) -> Result<HashMap<RunId, RunWork>> {
+async fn lock_runs(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: Vec<RunId>,
+) -> Result<HashMap<RunId, RunWork>> {
     let uuids: Vec<Uuid> = ids.iter().map(|r| r.as_uuid()).collect();
     let rows: Vec<(i64, RunRow)> = sqlx::query_as::<_, RunRowWithSeq>(AssertSqlSafe(format!(
         "SELECT last_seq, {RUN_COLUMNS} FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
@@ -303,7 +320,10 @@ async fn insert_events(tx: &mut Transaction<'_, Postgres>, events: &[NewEvent]) 
     Ok(())
 }
 
-async fn update_runs(tx: &mut Transaction<'_, Postgres>, runs: impl Iterator<Item = &RunWork>) -> Result<()> {
+async fn update_runs(
+    tx: &mut Transaction<'_, Postgres>,
+    runs: impl Iterator<Item = &RunWork>,
+) -> Result<()> {
     let runs: Vec<&RunWork> = runs.collect();
     if runs.is_empty() {
         return Ok(());
@@ -314,7 +334,8 @@ async fn update_runs(tx: &mut Transaction<'_, Postgres>, runs: impl Iterator<Ite
     let reasons: Vec<Option<&str>> = runs.iter().map(|w| w.snapshot.reason.as_deref()).collect();
     let exit_codes: Vec<Option<i32>> = runs.iter().map(|w| w.snapshot.exit_code).collect();
     let started: Vec<Option<DateTime<Utc>>> = runs.iter().map(|w| w.snapshot.started_at).collect();
-    let finished: Vec<Option<DateTime<Utc>>> = runs.iter().map(|w| w.snapshot.finished_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> =
+        runs.iter().map(|w| w.snapshot.finished_at).collect();
     sqlx::query(
         "UPDATE runs r SET last_seq = u.last_seq, state = u.state, reason = u.reason,
                 exit_code = u.exit_code, started_at = u.started_at, finished_at = u.finished_at,
@@ -340,12 +361,11 @@ async fn finish_evaluation(
     evaluation_id: EvaluationId,
     work: EvaluationWork,
 ) -> Result<EvaluationUpdate> {
-    let (team_id, Json(mut counts)): (Uuid, Json<StateCounts>) = sqlx::query_as(
-        "SELECT team_id, counts FROM evaluations WHERE id = $1 FOR UPDATE",
-    )
-    .bind(evaluation_id.as_uuid())
-    .fetch_one(&mut **tx)
-    .await?;
+    let (team_id, Json(mut counts)): (Uuid, Json<StateCounts>) =
+        sqlx::query_as("SELECT team_id, counts FROM evaluations WHERE id = $1 FOR UPDATE")
+            .bind(evaluation_id.as_uuid())
+            .fetch_one(&mut **tx)
+            .await?;
     for (state, delta) in &work.deltas {
         let state: RunState = state.parse().map_err(corrupt)?;
         let next = (counts.get(state) as i64 + delta).max(0) as u64;

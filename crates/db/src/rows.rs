@@ -4,7 +4,9 @@
 use airlock_core::messages::{RunSnapshot, StoredEvent};
 use airlock_core::score::{Aggregate, ScoreSummary};
 use airlock_core::state::StateCounts;
-use airlock_core::{EvalSpec, EvaluationId, EvaluationStatus, Role, RunId, RunState, TeamId, UserId};
+use airlock_core::{
+    EvalSpec, EvaluationId, EvaluationStatus, Role, RunId, RunState, TeamId, UserId,
+};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::types::Json;
@@ -40,7 +42,10 @@ impl TryFrom<PrincipalRow> for Principal {
             user_name: row.user_name,
             team_id: row.team_id.into(),
             team_name: row.team_name,
-            role: row.role.parse().map_err(|e| DbError::Corrupt(format!("{e}")))?,
+            role: row
+                .role
+                .parse()
+                .map_err(|e| DbError::Corrupt(format!("{e}")))?,
         })
     }
 }
@@ -91,7 +96,10 @@ impl TryFrom<EvaluationRow> for Evaluation {
             owner_name: row.owner_name,
             name: row.name,
             spec: row.spec.0,
-            status: row.status.parse().map_err(|e| DbError::Corrupt(format!("{e}")))?,
+            status: row
+                .status
+                .parse()
+                .map_err(|e| DbError::Corrupt(format!("{e}")))?,
             counts: row.counts.0,
             run_count: u32::try_from(row.run_count).unwrap_or(0),
             cancel_requested_at: row.cancel_requested_at,
@@ -130,7 +138,10 @@ impl TryFrom<RunRow> for RunSnapshot {
             task_id: row.task_id,
             epoch: u32::try_from(row.epoch).unwrap_or(0),
             attempt: u32::try_from(row.attempt).unwrap_or(0),
-            state: row.state.parse::<RunState>().map_err(|e| DbError::Corrupt(format!("{e}")))?,
+            state: row
+                .state
+                .parse::<RunState>()
+                .map_err(|e| DbError::Corrupt(format!("{e}")))?,
             reason: row.reason,
             exit_code: row.exit_code,
             created_at: row.created_at,

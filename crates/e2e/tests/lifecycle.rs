@@ -49,16 +49,25 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
     let mut first = true;
     let mut finished = false;
     while !finished {
-        let frame = stream.next(LIMIT).await.expect("stream stays open until the end");
+        let frame = stream
+            .next(LIMIT)
+            .await
+            .expect("stream stays open until the end");
         if first {
-            assert_eq!(frame["type"], "snapshot", "first frame is the snapshot: {frame}");
+            assert_eq!(
+                frame["type"], "snapshot",
+                "first frame is the snapshot: {frame}"
+            );
             assert_eq!(frame["evaluation"]["run_count"], 6);
             first = false;
         }
         match frame["type"].as_str() {
             Some("event") => {
                 let event = frame["event"].clone();
-                per_run.entry(event["run_id"].as_str().expect("run id").to_owned()).or_default().push(event);
+                per_run
+                    .entry(event["run_id"].as_str().expect("run id").to_owned())
+                    .or_default()
+                    .push(event);
             }
             Some("evaluation") => finished = frame["status"] == "succeeded",
             _ => {}
@@ -68,15 +77,28 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
 
     assert_eq!(per_run.len(), 6, "every run streamed events");
     for (run_id, events) in &per_run {
-        let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().expect("seq")).collect();
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "run {run_id}: no gap, no duplicate");
+        let seqs: Vec<i64> = events
+            .iter()
+            .map(|e| e["seq"].as_i64().expect("seq"))
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "run {run_id}: no gap, no duplicate"
+        );
         assert_eq!(
             status_states(events),
             ["scheduling", "starting", "running", "succeeded"],
             "run {run_id} went through every state"
         );
-        assert!(events.iter().any(|e| e["type"] == "log" && e["message"].as_str().unwrap_or("").starts_with("task t")));
-        assert!(events.iter().any(|e| e["type"] == "progress" && e["fraction"] == 0.5));
+        assert!(events.iter().any(
+            |e| e["type"] == "log" && e["message"].as_str().unwrap_or("").starts_with("task t")
+        ));
+        assert!(
+            events
+                .iter()
+                .any(|e| e["type"] == "progress" && e["fraction"] == 0.5)
+        );
         assert!(events.iter().any(|e| e["type"] == "exit" && e["code"] == 0));
     }
 
@@ -88,7 +110,10 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
     let accuracy = &scores[0];
     assert_eq!(accuracy["name"], "accuracy");
     assert_eq!(accuracy["count"], 6);
-    assert!((accuracy["mean"].as_f64().expect("mean") - 3.5 / 6.0).abs() < 1e-12, "{accuracy}");
+    assert!(
+        (accuracy["mean"].as_f64().expect("mean") - 3.5 / 6.0).abs() < 1e-12,
+        "{accuracy}"
+    );
     assert_eq!(accuracy["min"], 0.25);
     assert_eq!(accuracy["max"], 1.0);
     let expected_stderr = {
@@ -101,8 +126,13 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
     for run in runs(&evaluation) {
         assert_eq!(run["state"], "succeeded");
         assert_eq!(run["exit_code"], 0);
-        assert!(run["started_at"].is_string() && run["finished_at"].is_string(), "{run}");
-        let read = api.get(&format!("/api/v1/runs/{}", run["id"].as_str().expect("id"))).await;
+        assert!(
+            run["started_at"].is_string() && run["finished_at"].is_string(),
+            "{run}"
+        );
+        let read = api
+            .get(&format!("/api/v1/runs/{}", run["id"].as_str().expect("id")))
+            .await;
         assert_eq!(read.status, 200);
         assert_eq!(read.body["task_id"], run["task_id"]);
     }
@@ -125,7 +155,10 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
             _ => {}
         }
     }
-    let replayed_seqs: Vec<i64> = replayed.iter().map(|e| e["seq"].as_i64().expect("seq")).collect();
+    let replayed_seqs: Vec<i64> = replayed
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
     assert!(replayed.iter().all(|e| e["run_id"] == some_run.as_str()));
     assert_eq!(replayed_seqs, (3..=events.len() as i64).collect::<Vec<_>>());
     resumed.close().await;
@@ -153,14 +186,22 @@ async fn failing_and_overtime_commands_end_as_failed_and_timed_out() {
     assert_eq!(run["exit_code"], 3);
     assert_eq!(run["reason"], "exited with code 3");
     let events = api.run_events(run["id"].as_str().expect("id")).await;
-    assert!(events.iter().any(|e| e["type"] == "log" && e["stream"] == "stderr" && e["message"] == "broken"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "log" && e["stream"] == "stderr" && e["message"] == "broken")
+    );
 
     let timed = api.wait_finished(&overtime, LIMIT).await;
     assert_eq!(timed["status"], "failed");
     let run = &runs(&timed)[0];
     assert_eq!(run["state"], "timed_out");
     assert_eq!(run["reason"], "exceeded its time limit of 2s");
-    assert_eq!(stack.sandbox_processes(), Vec::<u32>::new(), "no process of the sandbox survives");
+    assert_eq!(
+        stack.sandbox_processes(),
+        Vec::<u32>::new(),
+        "no process of the sandbox survives"
+    );
     stack.stop().await;
 }
 
@@ -175,7 +216,10 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
     let running = api
         .submit_ok(&json!({"name": "long", "image": "img", "command": ["sleep", "600"]}))
         .await;
-    let running_run = runs(&api.evaluation(&running).await)[0]["id"].as_str().expect("id").to_owned();
+    let running_run = runs(&api.evaluation(&running).await)[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     airlock_test_support::eventually("the long run to be running", LIMIT, || async {
         let run = api.get(&format!("/api/v1/runs/{running_run}")).await.body;
         (run["state"] == "running").then_some(())
@@ -190,13 +234,18 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
         .map(|r| r["id"].as_str().expect("id").to_owned())
         .collect();
     let reason = airlock_test_support::eventually("a waiting reason", LIMIT, || async {
-        let run = api.get(&format!("/api/v1/runs/{}", waiting_runs[0])).await.body;
+        let run = api
+            .get(&format!("/api/v1/runs/{}", waiting_runs[0]))
+            .await
+            .body;
         (run["state"] == "scheduling").then(|| run["reason"].as_str().unwrap_or("").to_owned())
     })
     .await;
     assert_eq!(reason, "capacity full: 1 of 1 running");
 
-    let cancel = api.post(&format!("/api/v1/evaluations/{waiting}/cancel")).await;
+    let cancel = api
+        .post(&format!("/api/v1/evaluations/{waiting}/cancel"))
+        .await;
     assert_eq!(cancel.status, 202, "{}", cancel.body);
     let cancelled = api.wait_finished(&waiting, LIMIT).await;
     assert_eq!(cancelled["status"], "cancelled");
@@ -204,11 +253,16 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
         let events = api.run_events(run).await;
         let states = status_states(&events);
         assert_eq!(states.last().map(String::as_str), Some("cancelled"));
-        assert!(!states.iter().any(|s| s == "starting" || s == "running"), "never started: {states:?}");
+        assert!(
+            !states.iter().any(|s| s == "starting" || s == "running"),
+            "never started: {states:?}"
+        );
     }
 
     let asked = Instant::now();
-    let cancel = api.post(&format!("/api/v1/evaluations/{running}/cancel")).await;
+    let cancel = api
+        .post(&format!("/api/v1/evaluations/{running}/cancel"))
+        .await;
     assert_eq!(cancel.status, 202);
     let stopped = api.wait_finished(&running, LIMIT).await;
     let took = asked.elapsed();
@@ -217,13 +271,22 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
     assert_eq!(runs(&stopped)[0]["state"], "cancelled");
     assert_eq!(stack.sandbox_processes(), Vec::<u32>::new());
 
-    let again = api.post(&format!("/api/v1/evaluations/{running}/cancel")).await;
+    let again = api
+        .post(&format!("/api/v1/evaluations/{running}/cancel"))
+        .await;
     assert_eq!(again.status, 202, "cancel is idempotent: {}", again.body);
-    assert_eq!(again.body["cancel_requested_at"], cancel.body["cancel_requested_at"]);
+    assert_eq!(
+        again.body["cancel_requested_at"],
+        cancel.body["cancel_requested_at"]
+    );
 
-    let done = api.submit_ok(&json!({"name": "quick", "image": "img", "command": ["true"]})).await;
+    let done = api
+        .submit_ok(&json!({"name": "quick", "image": "img", "command": ["true"]}))
+        .await;
     api.wait_finished(&done, LIMIT).await;
-    let late = api.post(&format!("/api/v1/evaluations/{done}/cancel")).await;
+    let late = api
+        .post(&format!("/api/v1/evaluations/{done}/cancel"))
+        .await;
     assert_eq!(late.status, 409);
     assert_eq!(late.body["code"], "conflict");
     stack.stop().await;

@@ -48,7 +48,8 @@ impl BrokerTask {
         topology::declare_all(&connection).await?;
         let (channel, queue) = topology::declare_updates_queue(&connection).await?;
         let mut updates = airlock_mq::consume_on(&channel, &queue, 256, "gateway-updates").await?;
-        self.publisher.send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
+        self.publisher
+            .send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
         self.readiness.set("rabbitmq", true);
         tracing::info!(queue, "connected to RabbitMQ");
         loop {

@@ -51,7 +51,10 @@ impl ApiError {
     }
 
     pub fn forbidden(action: &str) -> Self {
-        Self::new(ErrorCode::Forbidden, format!("your role does not allow you to {action}"))
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("your role does not allow you to {action}"),
+        )
     }
 
     pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
@@ -74,12 +77,19 @@ impl ApiError {
     /// An unexpected failure: the cause is logged, the client sees only the code.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(ErrorCode::Internal, "an internal error occurred; it has been logged")
+        Self::new(
+            ErrorCode::Internal,
+            "an internal error occurred; it has been logged",
+        )
     }
 
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(%cause, "dependency unavailable");
-        Self::new(ErrorCode::Unavailable, "a dependency is unavailable; retry shortly").with_retry_after(5)
+        Self::new(
+            ErrorCode::Unavailable,
+            "a dependency is unavailable; retry shortly",
+        )
+        .with_retry_after(5)
     }
 
     #[cfg(test)]
@@ -100,7 +110,8 @@ impl From<airlock_db::DbError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ErrorOut {
             code: self.code,
             message: self.message,

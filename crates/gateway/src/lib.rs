@@ -54,8 +54,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// Connects to PostgreSQL (applying pending migrations) and prepares every task.
-    pub async fn build(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = Db::connect_lazy(config.common.database_url.expose(), config.common.db_max_connections)?;
+    pub async fn build(
+        config: Config,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(
+            config.common.database_url.expose(),
+            config.common.db_max_connections,
+        )?;
         db.migrate().await?;
         let readiness = Readiness::new(&["postgres", "rabbitmq"]);
         let hub = hub::Hub::new(4096);
@@ -71,7 +78,10 @@ impl Gateway {
             .route(
                 "/api/v1/openapi.json",
                 axum::routing::get(|| async {
-                    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document())
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        openapi::document(),
+                    )
                 }),
             )
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -119,10 +129,15 @@ impl Gateway {
         } = self;
         let tasks = CancellationToken::new();
         let probe_db = db.clone();
-        let probe = readiness.spawn_probe("postgres", Duration::from_secs(2), tasks.clone(), move || {
-            let db = probe_db.clone();
-            async move { db.ping().await }
-        });
+        let probe = readiness.spawn_probe(
+            "postgres",
+            Duration::from_secs(2),
+            tasks.clone(),
+            move || {
+                let db = probe_db.clone();
+                async move { db.ping().await }
+            },
+        );
         let broker = tokio::spawn(broker.run(tasks.clone()));
         let relay = tokio::spawn(relay::Relay { db, publisher }.run(tasks.clone()));
         tracing::info!(addr = %listener.local_addr()?, "gateway listening");

@@ -26,7 +26,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             let shutdown = airlock_service::shutdown_token();
             let listener = tokio::net::TcpListener::bind(config.common.http_addr).await?;
-            Gateway::build(config, listener, shutdown).await?.run().await
+            Gateway::build(config, listener, shutdown)
+                .await?
+                .run()
+                .await
         }
         Command::Migrate => {
             let db = Db::connect_lazy(config.common.database_url.expose(), 2)?;
@@ -39,7 +42,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.migrate().await?;
             let principal = db.upsert_user(&user, &team, role).await?;
             let token = tokens::generate();
-            db.insert_api_token(principal.user_id, &tokens::hash(&token), None).await?;
+            db.insert_api_token(principal.user_id, &tokens::hash(&token), None)
+                .await?;
             println!("{token}");
             Ok(())
         }

@@ -1,7 +1,7 @@
 //! Gateway metrics beyond HTTP: submissions, WebSocket sessions, the outbox.
 
 use airlock_db::Db;
-use prometheus::{IntCounter, IntGauge, Gauge};
+use prometheus::{Gauge, IntCounter, IntGauge};
 use std::sync::LazyLock;
 
 struct Metrics {
@@ -15,12 +15,36 @@ struct Metrics {
 
 static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
     Some(Metrics {
-        evaluations: prometheus::register_int_counter!("airlock_evaluations_submitted_total", "Evaluations accepted.").ok()?,
-        runs: prometheus::register_int_counter!("airlock_runs_submitted_total", "Runs created by accepted evaluations.").ok()?,
-        websockets: prometheus::register_int_gauge!("airlock_websocket_connections", "Open WebSocket stream sessions.").ok()?,
-        outbox_published: prometheus::register_int_counter!("airlock_outbox_published_total", "Outbox messages published and confirmed.").ok()?,
-        outbox_backlog: prometheus::register_int_gauge!("airlock_outbox_backlog", "Outbox messages waiting to be published.").ok()?,
-        outbox_age: prometheus::register_gauge!("airlock_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox message.").ok()?,
+        evaluations: prometheus::register_int_counter!(
+            "airlock_evaluations_submitted_total",
+            "Evaluations accepted."
+        )
+        .ok()?,
+        runs: prometheus::register_int_counter!(
+            "airlock_runs_submitted_total",
+            "Runs created by accepted evaluations."
+        )
+        .ok()?,
+        websockets: prometheus::register_int_gauge!(
+            "airlock_websocket_connections",
+            "Open WebSocket stream sessions."
+        )
+        .ok()?,
+        outbox_published: prometheus::register_int_counter!(
+            "airlock_outbox_published_total",
+            "Outbox messages published and confirmed."
+        )
+        .ok()?,
+        outbox_backlog: prometheus::register_int_gauge!(
+            "airlock_outbox_backlog",
+            "Outbox messages waiting to be published."
+        )
+        .ok()?,
+        outbox_age: prometheus::register_gauge!(
+            "airlock_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox message."
+        )
+        .ok()?,
     })
 });
 

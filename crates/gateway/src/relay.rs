@@ -29,7 +29,9 @@ impl Relay {
             if listener.is_none() {
                 match self.db.listen(OUTBOX_CHANNEL).await {
                     Ok(l) => listener = Some(l),
-                    Err(error) => tracing::warn!(%error, "cannot LISTEN for outbox inserts; relying on the timer"),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot LISTEN for outbox inserts; relying on the timer")
+                    }
                 }
             }
             let publisher = self.publisher.borrow().clone();
@@ -74,7 +76,8 @@ impl Relay {
             }
             let mut pending = Vec::with_capacity(batch.messages.len());
             for message in &batch.messages {
-                let payload = serde_json::to_vec(&message.payload).map_err(airlock_mq::MqError::from)?;
+                let payload =
+                    serde_json::to_vec(&message.payload).map_err(airlock_mq::MqError::from)?;
                 let priority = u8::try_from(message.priority).unwrap_or(0);
                 let confirm = publisher
                     .send(&message.exchange, &message.routing_key, &payload, priority)

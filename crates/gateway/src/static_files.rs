@@ -11,5 +11,9 @@ use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 pub fn service(dir: &Path) -> SetResponseHeader<ServeDir<ServeFile>, HeaderValue> {
     let index = dir.join("index.html");
     let files = ServeDir::new(dir).fallback(ServeFile::new(index));
-    SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")).layer(files)
+    SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    )
+    .layer(files)
 }

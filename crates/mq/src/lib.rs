@@ -12,9 +12,9 @@ pub use lapin::{Channel, Connection, Consumer};
 pub use publisher::Publisher;
 
 use futures_util::StreamExt;
+use lapin::ConnectionProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::ConnectionProperties;
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,17 +61,34 @@ pub async fn closed(connection: &Connection) {
 
 /// Starts consuming `queue` with manual acks and at most `prefetch` unacknowledged
 /// deliveries.
-pub async fn consume(connection: &Connection, queue: &str, prefetch: u16, tag: &str) -> Result<Consumer> {
+pub async fn consume(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+    tag: &str,
+) -> Result<Consumer> {
     let channel = connection.create_channel().await?;
     consume_on(&channel, queue, prefetch, tag).await
 }
 
 /// Like [`consume`], on an existing channel (needed for exclusive queues, which live on
 /// the channel's connection).
-pub async fn consume_on(channel: &Channel, queue: &str, prefetch: u16, tag: &str) -> Result<Consumer> {
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+pub async fn consume_on(
+    channel: &Channel,
+    queue: &str,
+    prefetch: u16,
+    tag: &str,
+) -> Result<Consumer> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
     Ok(channel
-        .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?)
 }
 

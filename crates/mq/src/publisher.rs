@@ -2,8 +2,8 @@
 //! has confirmed it (for quorum queues: replicated to a majority).
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Confirmation, PublisherConfirm};
 use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Confirmation, PublisherConfirm};
 
 use crate::{MqError, Result, metrics};
 
@@ -16,13 +16,21 @@ pub struct Publisher {
 impl Publisher {
     pub async fn new(connection: &Connection) -> Result<Self> {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(Self { channel })
     }
 
     /// Sends a persistent JSON message and returns the pending confirm; await it (or
     /// many of them together) before treating the message as delivered.
-    pub async fn send(&self, exchange: &str, routing_key: &str, payload: &[u8], priority: u8) -> Result<Pending> {
+    pub async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        priority: u8,
+    ) -> Result<Pending> {
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
@@ -42,9 +50,17 @@ impl Publisher {
     }
 
     /// Serializes and sends `message`, waiting for the confirm.
-    pub async fn publish_json<T: serde::Serialize>(&self, exchange: &str, routing_key: &str, message: &T) -> Result<()> {
+    pub async fn publish_json<T: serde::Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &T,
+    ) -> Result<()> {
         let payload = serde_json::to_vec(message)?;
-        self.send(exchange, routing_key, &payload, 0).await?.confirmed().await
+        self.send(exchange, routing_key, &payload, 0)
+            .await?
+            .confirmed()
+            .await
     }
 }
 

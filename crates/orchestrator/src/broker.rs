@@ -43,15 +43,34 @@ impl BrokerTask {
         }
     }
 
-    async fn session(&self, consuming: &CancellationToken, closing: &CancellationToken) -> airlock_mq::Result<()> {
+    async fn session(
+        &self,
+        consuming: &CancellationToken,
+        closing: &CancellationToken,
+    ) -> airlock_mq::Result<()> {
         let connection = airlock_mq::connect(&self.url, "airlock-orchestrator").await?;
         topology::declare_all(&connection).await?;
-        self.publisher.send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
-        let mut control = airlock_mq::consume(&connection, topology::ORCHESTRATOR_CONTROL_QUEUE, 16, "orchestrator-control").await?;
+        self.publisher
+            .send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
+        let mut control = airlock_mq::consume(
+            &connection,
+            topology::ORCHESTRATOR_CONTROL_QUEUE,
+            16,
+            "orchestrator-control",
+        )
+        .await?;
         let mut requests = if consuming.is_cancelled() {
             None
         } else {
-            Some(airlock_mq::consume(&connection, topology::RUN_REQUESTS_QUEUE, self.prefetch, "orchestrator").await?)
+            Some(
+                airlock_mq::consume(
+                    &connection,
+                    topology::RUN_REQUESTS_QUEUE,
+                    self.prefetch,
+                    "orchestrator",
+                )
+                .await?,
+            )
         };
         self.readiness.set("rabbitmq", true);
         tracing::info!("connected to RabbitMQ");
@@ -70,7 +89,7 @@ impl BrokerTask {
                     let delivery = delivery.ok_or(airlock_mq::MqError::ConnectionLost)??;
                     airlock_mq::metrics::consumed(topology::RUN_REQUESTS_QUEUE);
                     if let Some(RunRequest::V1(request)) = airlock_mq::decode(&delivery, topology::RUN_REQUESTS_QUEUE).await {
-                        let _ = self.dispatcher.send(Command::Request(Box::new(request), delivery)).await;
+                        let _ = self.dispatcher.send(Command::Request(Box::new((request, delivery)))).await;
                     }
                 }
                 delivery = control.next() => {

@@ -32,11 +32,25 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_PREFETCH", default_value_t = 500)]
     pub prefetch: u16,
     /// Where local sandboxes keep their scratch directories.
-    #[arg(long, env = "AIRLOCK_SANDBOX_DIR", default_value = "/var/lib/airlock/sandboxes")]
+    #[arg(
+        long,
+        env = "AIRLOCK_SANDBOX_DIR",
+        default_value = "/var/lib/airlock/sandboxes"
+    )]
     pub sandbox_dir: PathBuf,
     /// First host uid of the local sandboxes' pool (one uid per concurrent run).
     #[arg(long, env = "AIRLOCK_SANDBOX_UID_BASE", default_value_t = 200_000)]
     pub sandbox_uid_base: u32,
+    /// Most output lines per second a run may write; beyond, lines are dropped and counted.
+    #[arg(
+        long,
+        env = "AIRLOCK_SANDBOX_MAX_LINES_PER_SEC",
+        default_value_t = 2000
+    )]
+    pub sandbox_max_lines_per_sec: u64,
+    /// Most log bytes one run may write in all; beyond, a warning and drops.
+    #[arg(long, env = "AIRLOCK_SANDBOX_MAX_OUTPUT_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub sandbox_max_output_bytes: u64,
     /// The bubblewrap executable.
     #[arg(long, env = "AIRLOCK_BWRAP_PATH", default_value = "/usr/bin/bwrap")]
     pub bwrap_path: PathBuf,
@@ -45,12 +59,32 @@ pub struct Config {
 impl Config {
     pub fn capacity(&self) -> usize {
         self.max_concurrent_runs
-            .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(usize::from)
+                    .unwrap_or(1)
+            })
             .max(1)
     }
 
     pub fn team_quota(&self) -> usize {
-        self.team_max_concurrent_runs.unwrap_or_else(|| self.capacity()).max(1)
+        self.team_max_concurrent_runs
+            .unwrap_or_else(|| self.capacity())
+            .max(1)
+    }
+
+    /// The worker's settings, as the environment the worker reads.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "AIRLOCK_WORKER_MAX_LINES_PER_SEC".into(),
+                self.sandbox_max_lines_per_sec.to_string(),
+            ),
+            (
+                "AIRLOCK_WORKER_MAX_OUTPUT_BYTES".into(),
+                self.sandbox_max_output_bytes.to_string(),
+            ),
+        ]
     }
 
     /// The worker binary: configured, or beside the running executable.

@@ -24,7 +24,7 @@ enum Admission {
 }
 
 pub enum Command {
-    Request(Box<RunRequested>, Delivery),
+    Request(Box<(RunRequested, Delivery)>),
     Cancel(EvaluationId),
     Finished(RunId),
     /// The broker connection was lost: deliveries held here are void.
@@ -44,6 +44,7 @@ pub struct Dispatcher {
     pub commands: mpsc::Receiver<Command>,
     pub completions: mpsc::Sender<Command>,
     pub executions: TaskTracker,
+    pub worker_env: Arc<Vec<(String, String)>>,
 }
 
 impl Dispatcher {
@@ -61,11 +62,13 @@ impl Dispatcher {
                 },
             };
             match command {
-                Command::Request(request, delivery) => {
-                    let request = *request;
+                Command::Request(request) => {
+                    let (request, delivery) = *request;
                     if running.contains_key(&request.run_id) {
                         // A redelivery of a run whose sandbox exists: nothing to start.
-                        let _ = airlock_mq::ack(&delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
+                        let _ =
+                            airlock_mq::ack(&delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE)
+                                .await;
                         continue;
                     }
                     match self.admission(&mut cancelled, &request).await {
@@ -76,7 +79,11 @@ impl Dispatcher {
                         }
                         Admission::AlreadyDone(state) => {
                             tracing::info!(run_id = %request.run_id, %state, "redelivered request for a finished run; skipped");
-                            let _ = airlock_mq::ack(&delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
+                            let _ = airlock_mq::ack(
+                                &delivery,
+                                airlock_mq::topology::RUN_REQUESTS_QUEUE,
+                            )
+                            .await;
                             continue;
                         }
                     }
@@ -133,6 +140,7 @@ impl Dispatcher {
                     runtime: self.runtime.clone(),
                     sink: self.sink.clone(),
                     cancelled: flag,
+                    worker_env: self.worker_env.clone(),
                 };
                 let done = self.completions.clone();
                 self.executions.spawn(async move {
@@ -158,14 +166,20 @@ impl Dispatcher {
                 .collect();
             for (attempt, reason) in reasons {
                 told.insert(attempt.run_id, reason.clone());
-                self.sink.status(attempt, RunState::Scheduling, Some(reason), None).await;
+                self.sink
+                    .status(attempt, RunState::Scheduling, Some(reason), None)
+                    .await;
             }
         }
     }
 
     /// Whether a requested run may start: not if its evaluation was cancelled, nor if
     /// this attempt already finished (a redelivery after the sandbox was removed).
-    async fn admission(&self, cancelled: &mut HashSet<EvaluationId>, request: &RunRequested) -> Admission {
+    async fn admission(
+        &self,
+        cancelled: &mut HashSet<EvaluationId>,
+        request: &RunRequested,
+    ) -> Admission {
         if cancelled.contains(&request.evaluation_id) {
             return Admission::Cancelled;
         }
@@ -174,7 +188,9 @@ impl Dispatcher {
                 cancelled.insert(request.evaluation_id);
                 Admission::Cancelled
             }
-            Ok(Some((state, attempt, false))) if state.is_terminal() || attempt > request.attempt => {
+            Ok(Some((state, attempt, false)))
+                if state.is_terminal() || attempt > request.attempt =>
+            {
                 Admission::AlreadyDone(state)
             }
             Ok(_) => Admission::Start,
@@ -192,7 +208,12 @@ impl Dispatcher {
             attempt: request.attempt,
         };
         self.sink
-            .status(attempt, RunState::Cancelled, Some("cancelled before it started".into()), None)
+            .status(
+                attempt,
+                RunState::Cancelled,
+                Some("cancelled before it started".into()),
+                None,
+            )
             .await;
         let _ = airlock_mq::ack(delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
     }

@@ -19,6 +19,8 @@ pub struct Execution {
     pub sink: ReportSink,
     /// Set when the evaluation is cancelled while this attempt runs.
     pub cancelled: Arc<AtomicBool>,
+    /// Worker settings from the orchestrator's configuration.
+    pub worker_env: Arc<Vec<(String, String)>>,
 }
 
 impl Execution {
@@ -29,9 +31,16 @@ impl Execution {
             evaluation_id: self.request.evaluation_id,
             attempt: self.request.attempt,
         };
-        let sandbox = to_sandbox_request(&self.request);
+        let sandbox = to_sandbox_request(&self.request, &self.worker_env);
         let name = sandbox.sandbox_name();
-        self.sink.status(attempt, RunState::Scheduling, Some("creating the sandbox".into()), None).await;
+        self.sink
+            .status(
+                attempt,
+                RunState::Scheduling,
+                Some("creating the sandbox".into()),
+                None,
+            )
+            .await;
         let created = self.runtime.create(&sandbox).await;
         crate::metrics::sandbox_created(&created);
         let acked = airlock_mq::ack(&self.delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
@@ -45,24 +54,35 @@ impl Execution {
                 return;
             }
             Err(RuntimeError::Refused(reason)) => {
-                self.sink.status(attempt, RunState::Error, Some(reason), None).await;
+                self.sink
+                    .status(attempt, RunState::Error, Some(reason), None)
+                    .await;
                 return;
             }
             Err(error) => {
                 tracing::error!(%error, "sandbox could not be created");
                 self.sink
-                    .status(attempt, RunState::Error, Some(format!("the sandbox could not be created: {error}")), None)
+                    .status(
+                        attempt,
+                        RunState::Error,
+                        Some(format!("the sandbox could not be created: {error}")),
+                        None,
+                    )
                     .await;
                 return;
             }
         }
-        self.sink.status(attempt, RunState::Starting, None, None).await;
+        self.sink
+            .status(attempt, RunState::Starting, None, None)
+            .await;
         if self.cancelled.load(Ordering::SeqCst) {
             let _ = self.runtime.stop(&name).await;
         }
         let outcome = match self.runtime.output(&name).await {
             Ok(output) => {
-                self.sink.status(attempt, RunState::Running, None, None).await;
+                self.sink
+                    .status(attempt, RunState::Running, None, None)
+                    .await;
                 follower::follow(output, attempt, &self.sink).await
             }
             Err(error) => {
@@ -72,8 +92,17 @@ impl Execution {
         };
         let exit = self.runtime.wait(&name).await;
         let (state, reason, exit_code) = match exit {
-            Ok(exit) => verdict(&exit, &outcome, self.cancelled.load(Ordering::SeqCst), &self.request),
-            Err(error) => (RunState::Error, Some(format!("the sandbox was lost: {error}")), None),
+            Ok(exit) => verdict(
+                &exit,
+                &outcome,
+                self.cancelled.load(Ordering::SeqCst),
+                &self.request,
+            ),
+            Err(error) => (
+                RunState::Error,
+                Some(format!("the sandbox was lost: {error}")),
+                None,
+            ),
         };
         self.sink.status(attempt, state, reason, exit_code).await;
         if let Err(error) = self.runtime.remove(&name).await {
@@ -82,7 +111,10 @@ impl Execution {
     }
 }
 
-pub fn to_sandbox_request(request: &RunRequested) -> SandboxRequest {
+pub fn to_sandbox_request(
+    request: &RunRequested,
+    worker_env: &[(String, String)],
+) -> SandboxRequest {
     SandboxRequest {
         run_id: request.run_id,
         evaluation_id: request.evaluation_id,
@@ -96,6 +128,7 @@ pub fn to_sandbox_request(request: &RunRequested) -> SandboxRequest {
         resources: request.resources.clone(),
         timeout_secs: request.timeout_secs,
         input: request.input.clone(),
+        worker_env: worker_env.to_vec(),
     }
 }
 
@@ -107,25 +140,39 @@ pub fn verdict(
     request: &RunRequested,
 ) -> (RunState, Option<String>, Option<i32>) {
     if cancelled || exit.stopped {
-        return (RunState::Cancelled, Some("cancelled while running".into()), None);
+        return (
+            RunState::Cancelled,
+            Some("cancelled while running".into()),
+            None,
+        );
     }
     if outcome.timed_out || exit.deadline_exceeded {
         return (
             RunState::TimedOut,
-            Some(format!("exceeded its time limit of {}s", request.timeout_secs)),
+            Some(format!(
+                "exceeded its time limit of {}s",
+                request.timeout_secs
+            )),
             None,
         );
     }
     if exit.oom_killed {
         return (
             RunState::Error,
-            Some(format!("out of memory: exceeded its memory limit of {}", request.resources.memory)),
+            Some(format!(
+                "out of memory: exceeded its memory limit of {}",
+                request.resources.memory
+            )),
             outcome.exit_code,
         );
     }
     match (outcome.exit_code, outcome.signal) {
         (Some(0), _) => (RunState::Succeeded, None, Some(0)),
-        (Some(code), _) => (RunState::Failed, Some(format!("exited with code {code}")), Some(code)),
+        (Some(code), _) => (
+            RunState::Failed,
+            Some(format!("exited with code {code}")),
+            Some(code),
+        ),
         (None, Some(signal)) => (
             RunState::Failed,
             Some(format!("killed by signal {signal}")),

@@ -54,7 +54,9 @@ pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -
                         flush(&mut batch, attempt, sink).await;
                     }
                 }
-                Err(error) => tracing::warn!(run_id = %attempt.run_id, %error, "unreadable line from the worker"),
+                Err(error) => {
+                    tracing::warn!(run_id = %attempt.run_id, %error, "unreadable line from the worker")
+                }
             },
             Ok(None) => break,
             Err(error) => {

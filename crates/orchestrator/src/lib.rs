@@ -41,8 +41,15 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Checks the configuration and the sandbox runtime; fails with a clear message when
     /// sandboxes cannot be made here.
-    pub async fn build(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = Db::connect_lazy(config.common.database_url.expose(), config.common.db_max_connections.min(4))?;
+    pub async fn build(
+        config: Config,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(
+            config.common.database_url.expose(),
+            config.common.db_max_connections.min(4),
+        )?;
         let runtime: Arc<dyn SandboxRuntime> = match config.runtime.as_str() {
             "local" => {
                 let mut local = LocalConfig::new(config.worker_path()?, config.sandbox_dir.clone());
@@ -85,10 +92,15 @@ impl Orchestrator {
         let executions = TaskTracker::new();
 
         let probe_db = db.clone();
-        let probe = readiness.spawn_probe("postgres", Duration::from_secs(2), closing.clone(), move || {
-            let db = probe_db.clone();
-            async move { db.ping().await }
-        });
+        let probe = readiness.spawn_probe(
+            "postgres",
+            Duration::from_secs(2),
+            closing.clone(),
+            move || {
+                let db = probe_db.clone();
+                async move { db.ping().await }
+            },
+        );
         tokio::spawn(recover_leftovers(runtime.clone(), sink.clone()));
         let broker = tokio::spawn(
             broker::BrokerTask {
@@ -112,6 +124,7 @@ impl Orchestrator {
                 commands: commands_rx,
                 completions: commands_tx,
                 executions: executions.clone(),
+                worker_env: Arc::new(config.worker_env()),
             }
             .run(closing.clone()),
         );
@@ -122,11 +135,19 @@ impl Orchestrator {
 
         executions.close();
         let grace = Duration::from_secs(config.common.shutdown_grace_secs);
-        if airlock_service::drain("running sandboxes", grace, executions.wait()).await.is_none() {
+        if airlock_service::drain("running sandboxes", grace, executions.wait())
+            .await
+            .is_none()
+        {
             for sandbox in runtime.list().await.unwrap_or_default() {
                 let _ = runtime.stop(&sandbox.name).await;
             }
-            airlock_service::drain("stopped sandboxes", Duration::from_secs(5), executions.wait()).await;
+            airlock_service::drain(
+                "stopped sandboxes",
+                Duration::from_secs(5),
+                executions.wait(),
+            )
+            .await;
         }
         closing.cancel();
         airlock_service::drain("dispatcher", Duration::from_secs(5), dispatcher).await;

@@ -11,14 +11,21 @@ async fn main() -> ExitCode {
     let shutdown = airlock_service::shutdown_token();
     let result = async {
         let listener = tokio::net::TcpListener::bind(cli.config.common.http_addr).await?;
-        Orchestrator::build(cli.config, listener, shutdown).await?.run().await
+        Orchestrator::build(cli.config, listener, shutdown)
+            .await?
+            .run()
+            .await
     }
     .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("airlock-orchestrator: {error:#}");
-            ExitCode::from(if error.to_string().contains("bwrap") { 69 } else { 1 })
+            ExitCode::from(if error.to_string().contains("bwrap") {
+                69
+            } else {
+                1
+            })
         }
     }
 }

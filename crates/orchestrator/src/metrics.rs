@@ -13,8 +13,16 @@ struct Metrics {
 
 static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
     Some(Metrics {
-        running: prometheus::register_int_gauge!("airlock_sandboxes_running", "Sandboxes holding a slot.").ok()?,
-        waiting: prometheus::register_int_gauge!("airlock_runs_waiting", "Runs received and waiting for a slot.").ok()?,
+        running: prometheus::register_int_gauge!(
+            "airlock_sandboxes_running",
+            "Sandboxes holding a slot."
+        )
+        .ok()?,
+        waiting: prometheus::register_int_gauge!(
+            "airlock_runs_waiting",
+            "Runs received and waiting for a slot."
+        )
+        .ok()?,
         sandboxes: prometheus::register_int_counter_vec!(
             "airlock_sandbox_creations_total",
             "Sandbox creations by outcome (new, existing, refused, failed).",

@@ -41,7 +41,12 @@ impl ReportSink {
             let current = publisher.borrow_and_update().clone();
             if let Some(current) = current {
                 let sent = match current
-                    .send(topology::REPORTS_EXCHANGE, topology::RUN_ROUTING_KEY, &payload, 0)
+                    .send(
+                        topology::REPORTS_EXCHANGE,
+                        topology::RUN_ROUTING_KEY,
+                        &payload,
+                        0,
+                    )
                     .await
                 {
                     Ok(pending) => pending.confirmed().await,
@@ -57,7 +62,13 @@ impl ReportSink {
         }
     }
 
-    pub async fn status(&self, attempt: Attempt, state: RunState, reason: Option<String>, exit_code: Option<i32>) {
+    pub async fn status(
+        &self,
+        attempt: Attempt,
+        state: RunState,
+        reason: Option<String>,
+        exit_code: Option<i32>,
+    ) {
         tracing::info!(run_id = %attempt.run_id, %state, reason = reason.as_deref().unwrap_or(""), "run state");
         self.send(&RunReport::StatusV1(RunStatusChange {
             run_id: attempt.run_id,

@@ -139,7 +139,11 @@ impl<T> Scheduler<T> {
             .values()
             .map(|(ticket, _)| {
                 let reason = if full {
-                    format!("capacity full: {} of {} running", self.running.len(), self.limits.capacity)
+                    format!(
+                        "capacity full: {} of {} running",
+                        self.running.len(),
+                        self.limits.capacity
+                    )
                 } else {
                     format!(
                         "team quota reached: {} of {}",
@@ -170,7 +174,10 @@ mod tests {
     #[test]
     fn priority_then_first_come() {
         let team = TeamId::new();
-        let mut s = Scheduler::new(Limits { capacity: 10, per_team: 10 });
+        let mut s = Scheduler::new(Limits {
+            capacity: 10,
+            per_team: 10,
+        });
         s.enqueue(ticket(team, Priority::Normal, 1), "normal-early");
         s.enqueue(ticket(team, Priority::Low, 0), "low");
         s.enqueue(ticket(team, Priority::High, 5), "high");
@@ -182,7 +189,10 @@ mod tests {
     #[test]
     fn capacity_and_team_quota_bind_with_reasons() {
         let (a, b) = (TeamId::new(), TeamId::new());
-        let mut s = Scheduler::new(Limits { capacity: 3, per_team: 2 });
+        let mut s = Scheduler::new(Limits {
+            capacity: 3,
+            per_team: 2,
+        });
         for i in 0..3 {
             s.enqueue(ticket(a, Priority::Normal, i), "a");
         }
@@ -202,7 +212,10 @@ mod tests {
     #[test]
     fn duplicates_are_ignored_and_evaluations_removed() {
         let team = TeamId::new();
-        let mut s = Scheduler::new(Limits { capacity: 0, per_team: 1 });
+        let mut s = Scheduler::new(Limits {
+            capacity: 0,
+            per_team: 1,
+        });
         let t = ticket(team, Priority::Normal, 0);
         s.enqueue(t.clone(), 1);
         s.enqueue(t.clone(), 2);

@@ -99,6 +99,7 @@ impl Harness {
             },
             timeout_secs: 30,
             input: serde_json::json!({"question": "6 x 7", "answer": 42}),
+            worker_env: Vec::new(),
         }
     }
 

@@ -4,7 +4,11 @@ use airlock_service::CommonConfig;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "airlock-result-processor", version, about = "Airlock result processor")]
+#[command(
+    name = "airlock-result-processor",
+    version,
+    about = "Airlock result processor"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,

@@ -52,9 +52,20 @@ impl Consumer {
         let connection = airlock_mq::connect(&self.url, "airlock-result-processor").await?;
         topology::declare_all(&connection).await?;
         let publisher = Publisher::new(&connection).await?;
-        let mut reports =
-            airlock_mq::consume(&connection, topology::RUN_REPORTS_QUEUE, self.batch_size, "results").await?;
-        let mut control = airlock_mq::consume(&connection, topology::RESULTS_CONTROL_QUEUE, 16, "results-control").await?;
+        let mut reports = airlock_mq::consume(
+            &connection,
+            topology::RUN_REPORTS_QUEUE,
+            self.batch_size,
+            "results",
+        )
+        .await?;
+        let mut control = airlock_mq::consume(
+            &connection,
+            topology::RESULTS_CONTROL_QUEUE,
+            16,
+            "results-control",
+        )
+        .await?;
         self.readiness.set("rabbitmq", true);
         tracing::info!("consuming run reports");
         loop {
@@ -84,7 +95,11 @@ impl Consumer {
         }
     }
 
-    async fn apply_batch(&self, publisher: &Publisher, deliveries: Vec<Delivery>) -> Result<(), Error> {
+    async fn apply_batch(
+        &self,
+        publisher: &Publisher,
+        deliveries: Vec<Delivery>,
+    ) -> Result<(), Error> {
         let queue = topology::RUN_REPORTS_QUEUE;
         let mut reports = Vec::with_capacity(deliveries.len());
         let mut accepted = Vec::with_capacity(deliveries.len());
@@ -136,12 +151,12 @@ impl Consumer {
             return Ok(());
         };
         let result = match control {
-            Control::EvaluationCancelledV1 { evaluation_id, at, .. } => {
-                match self.db.cancel_waiting_runs(evaluation_id, at).await {
-                    Ok(applied) => publish(publisher, &applied).await,
-                    Err(error) => Err(error.into()),
-                }
-            }
+            Control::EvaluationCancelledV1 {
+                evaluation_id, at, ..
+            } => match self.db.cancel_waiting_runs(evaluation_id, at).await {
+                Ok(applied) => publish(publisher, &applied).await,
+                Err(error) => Err(error.into()),
+            },
         };
         match result {
             Ok(()) => Ok(airlock_mq::ack(&delivery, queue).await?),
@@ -157,8 +172,13 @@ impl Consumer {
 async fn publish(publisher: &Publisher, applied: &Applied) -> Result<(), Error> {
     let mut pending = Vec::with_capacity(applied.updates.len());
     for update in &applied.updates {
-        let payload = serde_json::to_vec(&Update::EvaluationUpdatedV1(update.clone())).map_err(airlock_mq::MqError::from)?;
-        pending.push(publisher.send(topology::UPDATES_EXCHANGE, "", &payload, 0).await?);
+        let payload = serde_json::to_vec(&Update::EvaluationUpdatedV1(update.clone()))
+            .map_err(airlock_mq::MqError::from)?;
+        pending.push(
+            publisher
+                .send(topology::UPDATES_EXCHANGE, "", &payload, 0)
+                .await?,
+        );
     }
     for confirm in pending {
         confirm.confirmed().await?;

@@ -24,8 +24,15 @@ pub struct ResultProcessor {
 }
 
 impl ResultProcessor {
-    pub async fn build(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = Db::connect_lazy(config.common.database_url.expose(), config.common.db_max_connections)?;
+    pub async fn build(
+        config: Config,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(
+            config.common.database_url.expose(),
+            config.common.db_max_connections,
+        )?;
         Ok(Self {
             listener,
             db,
@@ -50,10 +57,15 @@ impl ResultProcessor {
             shutdown,
         } = self;
         let probe_db = db.clone();
-        let probe = readiness.spawn_probe("postgres", Duration::from_secs(2), shutdown.clone(), move || {
-            let db = probe_db.clone();
-            async move { db.ping().await }
-        });
+        let probe = readiness.spawn_probe(
+            "postgres",
+            Duration::from_secs(2),
+            shutdown.clone(),
+            move || {
+                let db = probe_db.clone();
+                async move { db.ping().await }
+            },
+        );
         let consumer = tokio::spawn(
             consumer::Consumer {
                 url: config.common.amqp_url.expose().to_owned(),
@@ -68,8 +80,12 @@ impl ResultProcessor {
             .layer(axum::middleware::from_fn(airlock_service::http_metrics));
         tracing::info!(addr = %listener.local_addr()?, "result-processor listening");
         airlock_service::serve(listener, router, shutdown.clone()).await?;
-        airlock_service::drain("report consumer", Duration::from_secs(config.common.shutdown_grace_secs), consumer)
-            .await;
+        airlock_service::drain(
+            "report consumer",
+            Duration::from_secs(config.common.shutdown_grace_secs),
+            consumer,
+        )
+        .await;
         probe.abort();
         tracing::info!("result-processor stopped");
         Ok(())

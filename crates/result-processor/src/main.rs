@@ -11,7 +11,10 @@ async fn main() -> ExitCode {
     let shutdown = airlock_service::shutdown_token();
     let result = async {
         let listener = tokio::net::TcpListener::bind(cli.config.common.http_addr).await?;
-        ResultProcessor::build(cli.config, listener, shutdown).await?.run().await
+        ResultProcessor::build(cli.config, listener, shutdown)
+            .await?
+            .run()
+            .await
     }
     .await;
     match result {

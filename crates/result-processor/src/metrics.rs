@@ -14,9 +14,21 @@ struct Metrics {
 
 static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
     Some(Metrics {
-        events: prometheus::register_int_counter!("airlock_events_ingested_total", "Run events persisted.").ok()?,
-        duplicates: prometheus::register_int_counter!("airlock_events_duplicate_total", "Run events ignored as already persisted.").ok()?,
-        rejected: prometheus::register_int_counter!("airlock_run_transitions_rejected_total", "Run state changes refused by the state machine.").ok()?,
+        events: prometheus::register_int_counter!(
+            "airlock_events_ingested_total",
+            "Run events persisted."
+        )
+        .ok()?,
+        duplicates: prometheus::register_int_counter!(
+            "airlock_events_duplicate_total",
+            "Run events ignored as already persisted."
+        )
+        .ok()?,
+        rejected: prometheus::register_int_counter!(
+            "airlock_run_transitions_rejected_total",
+            "Run state changes refused by the state machine."
+        )
+        .ok()?,
         batch_size: prometheus::register_histogram!(
             "airlock_ingest_batch_size",
             "Reports applied per database transaction.",

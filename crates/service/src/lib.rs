@@ -23,11 +23,17 @@ pub fn init_tracing() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if std::io::stderr().is_terminal() {
         builder.try_init()
     } else {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     };
     // A second initialisation (several services in one test process) is harmless.
     drop(result);
@@ -37,7 +43,10 @@ pub fn init_tracing() {
 /// `/metrics` (Prometheus text format).
 pub fn ops_router(readiness: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readiness::handler))
         .route("/metrics", get(metrics::handler))
         .with_state(readiness)
@@ -45,10 +54,17 @@ pub fn ops_router(readiness: Readiness) -> Router {
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight
 /// requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 /// Settings every service reads, flattened into each binary's configuration.
@@ -58,10 +74,18 @@ pub struct CommonConfig {
     #[arg(long, env = "AIRLOCK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: std::net::SocketAddr,
     /// PostgreSQL connection URL.
-    #[arg(long, env = "AIRLOCK_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/airlock")]
+    #[arg(
+        long,
+        env = "AIRLOCK_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/airlock"
+    )]
     pub database_url: Secret,
     /// RabbitMQ connection URL.
-    #[arg(long, env = "AIRLOCK_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AIRLOCK_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: Secret,
     /// Most PostgreSQL connections this process opens.
     #[arg(long, env = "AIRLOCK_DB_MAX_CONNECTIONS", default_value_t = 10)]

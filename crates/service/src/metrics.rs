@@ -25,7 +25,9 @@ static HTTP: LazyLock<Option<HttpMetrics>> = LazyLock::new(|| {
         "airlock_http_request_duration_seconds",
         "HTTP request latency by route.",
         &["route", "method"],
-        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+        vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
+        ]
     )
     .ok()?;
     Some(HttpMetrics { requests, duration })
@@ -75,13 +77,20 @@ pub fn render_metrics() -> String {
 }
 
 pub(crate) async fn handler() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics())
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render_metrics(),
+    )
 }
 
 fn resident_bytes() -> i64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+        })
         .unwrap_or(0);
     pages * 4096
 }

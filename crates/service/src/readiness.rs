@@ -31,7 +31,10 @@ impl Readiness {
     }
 
     pub fn is_up(&self, name: &str) -> bool {
-        self.checks.lock().map(|c| c.get(name).copied().unwrap_or(false)).unwrap_or(false)
+        self.checks
+            .lock()
+            .map(|c| c.get(name).copied().unwrap_or(false))
+            .unwrap_or(false)
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, bool> {
@@ -43,14 +46,20 @@ impl Readiness {
     }
 }
 
-pub(crate) async fn handler(State(readiness): State<Readiness>) -> (StatusCode, Json<serde_json::Value>) {
+pub(crate) async fn handler(
+    State(readiness): State<Readiness>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let checks = readiness.snapshot();
     let ready = checks.values().all(|up| *up);
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": checks.iter().map(|(k, v)| (k.to_string(), if *v { "up" } else { "down" })).collect::<BTreeMap<_, _>>(),
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }
 

@@ -37,7 +37,11 @@ pub async fn drain<F: Future>(what: &str, limit: Duration, work: F) -> Option<F:
             Some(output)
         }
         Err(_) => {
-            tracing::warn!(what, limit_secs = limit.as_secs(), "drain timed out; stopping anyway");
+            tracing::warn!(
+                what,
+                limit_secs = limit.as_secs(),
+                "drain timed out; stopping anyway"
+            );
             None
         }
     }

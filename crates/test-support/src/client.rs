@@ -43,7 +43,11 @@ impl Api {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("read body");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body, headers }
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -69,7 +73,12 @@ impl Api {
     }
 
     /// POSTs a raw body with a content type.
-    pub async fn post_body(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+    pub async fn post_body(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -83,7 +92,8 @@ impl Api {
     }
 
     pub async fn submit(&self, spec: &Value) -> Reply {
-        self.post_body("/api/v1/evaluations", "application/json", spec.to_string()).await
+        self.post_body("/api/v1/evaluations", "application/json", spec.to_string())
+            .await
     }
 
     /// Submits and returns the new evaluation's id, asserting 201.
@@ -115,20 +125,36 @@ impl Api {
         let mut after = 0;
         loop {
             let reply = self
-                .get(&format!("/api/v1/runs/{run_id}/events?after_seq={after}&limit=5000"))
+                .get(&format!(
+                    "/api/v1/runs/{run_id}/events?after_seq={after}&limit=5000"
+                ))
                 .await;
             assert_eq!(reply.status, 200, "{}", reply.body);
             let page = reply.body["events"].as_array().cloned().unwrap_or_default();
             if page.is_empty() {
                 return events;
             }
-            after = reply.body["next_after_seq"].as_i64().expect("next_after_seq");
+            after = reply.body["next_after_seq"]
+                .as_i64()
+                .expect("next_after_seq");
             events.extend(page);
         }
     }
 
     /// Opens the evaluation's WebSocket stream; with `resume`, sends the resume frame.
     pub async fn stream(&self, id: &str, resume: Option<&HashMap<String, i64>>) -> Stream {
+        match self.try_stream(id, resume).await {
+            Ok(stream) => stream,
+            Err(status) => panic!("WebSocket upgrade refused with HTTP {status}"),
+        }
+    }
+
+    /// Like [`Api::stream`], returning the HTTP status when the upgrade is refused.
+    pub async fn try_stream(
+        &self,
+        id: &str,
+        resume: Option<&HashMap<String, i64>>,
+    ) -> Result<Stream, u16> {
         let ws_base = self.base.replacen("http://", "ws://", 1);
         let query = if resume.is_some() { "?resume=true" } else { "" };
         let mut request = format!("{ws_base}/api/v1/evaluations/{id}/stream{query}")
@@ -138,17 +164,28 @@ impl Api {
             "authorization",
             format!("Bearer {}", self.token).parse().expect("header"),
         );
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        let mut socket = match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => socket,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                return Err(response.status().as_u16());
+            }
+            Err(error) => panic!("WebSocket connect failed: {error}"),
+        };
         if let Some(after) = resume {
             let frame = serde_json::json!({"type": "resume", "after_seq": after});
-            socket.send(Message::text(frame.to_string())).await.expect("send resume");
+            socket
+                .send(Message::text(frame.to_string()))
+                .await
+                .expect("send resume");
         }
-        Stream { socket }
+        Ok(Stream { socket })
     }
 }
 
 pub struct Stream {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl Stream {
@@ -159,7 +196,9 @@ impl Stream {
                 .await
                 .expect("no WebSocket frame within the time limit");
             match frame {
-                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).expect("JSON frame")),
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"));
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
             }

@@ -7,7 +7,8 @@ use std::process::Command;
 /// The PostgreSQL server tests use; override with AIRLOCK_TEST_DATABASE_URL (without a
 /// database name at the end).
 pub fn postgres_server() -> String {
-    std::env::var("AIRLOCK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("AIRLOCK_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub struct TestDatabase {
@@ -33,14 +34,21 @@ impl TestDatabase {
     }
 
     pub async fn connect(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.url).await.expect("connect to test database")
+        sqlx::PgPool::connect(&self.url)
+            .await
+            .expect("connect to test database")
     }
 
     pub async fn drop_database(&self) {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                .execute(&mut admin)
-                .await;
+        if let Ok(mut admin) =
+            sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await;
         }
     }
 }

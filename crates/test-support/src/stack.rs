@@ -68,7 +68,8 @@ impl Stack {
     pub async fn start(options: StackOptions) -> Self {
         let db = TestDatabase::create().await;
         let broker = TestBroker::create();
-        let root = std::env::temp_dir().join(format!("airlock-test-{}", uuid::Uuid::new_v4().simple()));
+        let root =
+            std::env::temp_dir().join(format!("airlock-test-{}", uuid::Uuid::new_v4().simple()));
         let log_dir = root.join("logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let mut stack = Self {
@@ -81,10 +82,18 @@ impl Stack {
             processes: HashMap::new(),
             ports: HashMap::new(),
         };
-        for service in [Service::Gateway, Service::ResultProcessor, Service::Orchestrator] {
+        for service in [
+            Service::Gateway,
+            Service::ResultProcessor,
+            Service::Orchestrator,
+        ] {
             stack.start_service(service).await;
         }
-        for service in [Service::Gateway, Service::ResultProcessor, Service::Orchestrator] {
+        for service in [
+            Service::Gateway,
+            Service::ResultProcessor,
+            Service::Orchestrator,
+        ] {
             stack.wait_ready(service).await;
         }
         stack
@@ -103,8 +112,14 @@ impl Stack {
             ("RUST_LOG".into(), "info".into()),
         ];
         if service == Service::Orchestrator {
-            env.push(("AIRLOCK_MAX_CONCURRENT_RUNS".into(), self.options.capacity.to_string()));
-            env.push(("AIRLOCK_SANDBOX_DIR".into(), self.sandbox_dir.display().to_string()));
+            env.push((
+                "AIRLOCK_MAX_CONCURRENT_RUNS".into(),
+                self.options.capacity.to_string(),
+            ));
+            env.push((
+                "AIRLOCK_SANDBOX_DIR".into(),
+                self.sandbox_dir.display().to_string(),
+            ));
             env.push(("AIRLOCK_SANDBOX_UID_BASE".into(), self.uid_base.to_string()));
             if let Some(quota) = self.options.team_quota {
                 env.push(("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS".into(), quota.to_string()));
@@ -154,8 +169,20 @@ impl Stack {
         });
         let port = tokio::time::timeout(Duration::from_secs(60), port_rx)
             .await
-            .unwrap_or_else(|_| panic!("{} did not start; see {}", service.binary(), self.log_dir.display()))
-            .unwrap_or_else(|_| panic!("{} exited at start; see {}", service.binary(), self.log_dir.display()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} did not start; see {}",
+                    service.binary(),
+                    self.log_dir.display()
+                )
+            })
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} exited at start; see {}",
+                    service.binary(),
+                    self.log_dir.display()
+                )
+            });
         self.ports.insert(service, port);
         self.processes.insert(service, child);
     }
@@ -163,10 +190,20 @@ impl Stack {
     pub async fn wait_ready(&self, service: Service) {
         let url = format!("{}/readyz", self.url(service));
         let client = reqwest::Client::new();
-        eventually(&format!("{} ready", service.binary()), Duration::from_secs(60), || {
-            let request = client.get(&url).send();
-            async move { request.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
+        eventually(
+            &format!("{} ready", service.binary()),
+            Duration::from_secs(60),
+            || {
+                let request = client.get(&url).send();
+                async move {
+                    request
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
         .await;
     }
 
@@ -200,13 +237,29 @@ impl Stack {
     /// Creates a user and team if needed and returns a new API token.
     pub async fn token(&self, user: &str, team: &str, role: &str) -> String {
         let output = Command::new(binary("airlock-gateway"))
-            .args(["admin", "create-token", "--user", user, "--team", team, "--role", role])
+            .args([
+                "admin",
+                "create-token",
+                "--user",
+                user,
+                "--team",
+                team,
+                "--role",
+                role,
+            ])
             .env("AIRLOCK_DATABASE_URL", &self.db.url)
             .output()
             .await
             .expect("run create-token");
-        assert!(output.status.success(), "create-token failed: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
+        assert!(
+            output.status.success(),
+            "create-token failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
     }
 
     pub fn api(&self, token: &str) -> Api {
@@ -218,8 +271,12 @@ impl Stack {
         let range = self.uid_base..self.uid_base + 64;
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+                continue;
+            };
             let uid = status
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
@@ -227,7 +284,9 @@ impl Stack {
                 .and_then(|u| u.parse::<u32>().ok());
             // A zombie is dead already: it runs nothing and holds nothing but its pid
             // until the host's init reaps it.
-            let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains("Z (zombie)"));
+            let zombie = status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains("Z (zombie)"));
             if uid.is_some_and(|u| range.contains(&u)) && !zombie {
                 pids.push(pid);
             }
@@ -237,12 +296,17 @@ impl Stack {
 
     /// Reads a service's captured log.
     pub fn log(&self, service: Service) -> String {
-        std::fs::read_to_string(self.log_dir.join(format!("{}.log", service.binary()))).unwrap_or_default()
+        std::fs::read_to_string(self.log_dir.join(format!("{}.log", service.binary())))
+            .unwrap_or_default()
     }
 
     /// Stops everything and removes the test's database and virtual host.
     pub async fn stop(mut self) {
-        for service in [Service::Gateway, Service::Orchestrator, Service::ResultProcessor] {
+        for service in [
+            Service::Gateway,
+            Service::Orchestrator,
+            Service::ResultProcessor,
+        ] {
             if self.processes.contains_key(&service) {
                 self.terminate(service).await;
             }

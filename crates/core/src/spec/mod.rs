@@ -104,7 +104,18 @@ pub enum NetworkPolicy {
 
 /// Scheduling priority; higher runs first, then first come first served.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
@@ -153,7 +164,10 @@ pub enum SpecFormat {
 pub enum SpecError {
     /// Not JSON / YAML at all.
     #[error("the body is not valid {format}: {message}")]
-    Malformed { format: &'static str, message: String },
+    Malformed {
+        format: &'static str,
+        message: String,
+    },
     /// Parsed, but fields are invalid.
     #[error("{} invalid field(s)", .0.len())]
     Invalid(Vec<FieldError>),

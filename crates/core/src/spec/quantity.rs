@@ -19,7 +19,10 @@ pub fn parse_cpu_millis(text: &str) -> Option<u64> {
     } else {
         digits(frac)? * 10u64.pow(3 - frac.len() as u32)
     };
-    whole.checked_mul(1000)?.checked_add(frac_millis).filter(|m| *m > 0)
+    whole
+        .checked_mul(1000)?
+        .checked_add(frac_millis)
+        .filter(|m| *m > 0)
 }
 
 /// Formats thousandths of a core the way Kubernetes does.

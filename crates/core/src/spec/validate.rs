@@ -11,8 +11,17 @@ use super::{
 };
 
 const FIELDS: [&str; 11] = [
-    "name", "image", "command", "tasks", "epochs", "resources", "timeout", "network", "env",
-    "labels", "priority",
+    "name",
+    "image",
+    "command",
+    "tasks",
+    "epochs",
+    "resources",
+    "timeout",
+    "network",
+    "env",
+    "labels",
+    "priority",
 ];
 const MAX_GPUS: u64 = 16;
 const MAX_CPU_MILLIS: u64 = 256_000;
@@ -64,11 +73,19 @@ impl Checker {
         match value.as_u64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(_) => {
-                self.fail(path, "out_of_range", format!("must be between {min} and {max}"));
+                self.fail(
+                    path,
+                    "out_of_range",
+                    format!("must be between {min} and {max}"),
+                );
                 None
             }
             None if value.is_number() => {
-                self.fail(path, "out_of_range", format!("must be a whole number between {min} and {max}"));
+                self.fail(
+                    path,
+                    "out_of_range",
+                    format!("must be a whole number between {min} and {max}"),
+                );
                 None
             }
             None => {
@@ -126,7 +143,9 @@ pub(super) fn spec(value: &Value) -> Result<EvalSpec, Vec<FieldError>> {
     };
     let epochs = match doc.get("epochs") {
         None => Some(1),
-        Some(v) => c.whole(v, "epochs", 1, u64::from(MAX_EPOCHS)).map(|n| n as u32),
+        Some(v) => c
+            .whole(v, "epochs", 1, u64::from(MAX_EPOCHS))
+            .map(|n| n as u32),
     };
     let resources = match doc.get("resources") {
         None => Some(Resources::default()),
@@ -164,7 +183,9 @@ pub(super) fn spec(value: &Value) -> Result<EvalSpec, Vec<FieldError>> {
         }
     }
 
-    match (name, image, command, tasks, epochs, resources, timeout, network, env, labels, priority) {
+    match (
+        name, image, command, tasks, epochs, resources, timeout, network, env, labels, priority,
+    ) {
         (
             Some(name),
             Some(image),
@@ -214,7 +235,11 @@ fn name(c: &mut Checker, value: &Value) -> Option<String> {
         return None;
     }
     if !printable(text) {
-        c.fail("name", "invalid_format", "must not contain control characters");
+        c.fail(
+            "name",
+            "invalid_format",
+            "must not contain control characters",
+        );
         return None;
     }
     Some(text.to_owned())
@@ -230,7 +255,11 @@ fn image(c: &mut Checker, value: &Value) -> Option<String> {
         .chars()
         .all(|ch| ch.is_ascii_alphanumeric() || "._-/:@+".contains(ch));
     if !valid {
-        c.fail("image", "invalid_format", "must be an image reference like `python:3.12-slim`");
+        c.fail(
+            "image",
+            "invalid_format",
+            "must be an image reference like `python:3.12-slim`",
+        );
         return None;
     }
     Some(text.to_owned())
@@ -242,7 +271,11 @@ fn command(c: &mut Checker, value: &Value) -> Option<Vec<String>> {
         return None;
     };
     if items.is_empty() {
-        c.fail("command", "out_of_range", "must hold at least the program to run");
+        c.fail(
+            "command",
+            "out_of_range",
+            "must hold at least the program to run",
+        );
         return None;
     }
     if items.len() > 1_000 {
@@ -252,7 +285,9 @@ fn command(c: &mut Checker, value: &Value) -> Option<Vec<String>> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("command[{i}]");
-        let Some(text) = c.string(item, &path) else { continue };
+        let Some(text) = c.string(item, &path) else {
+            continue;
+        };
         if text.contains('\0') {
             c.fail(path, "invalid_format", "must not contain NUL characters");
         } else if i == 0 && text.is_empty() {
@@ -270,7 +305,11 @@ fn tasks(c: &mut Checker, value: &Value) -> Option<Vec<Task>> {
         return None;
     };
     if items.is_empty() || items.len() > MAX_TASKS {
-        c.fail("tasks", "out_of_range", format!("must hold 1 to {MAX_TASKS} tasks"));
+        c.fail(
+            "tasks",
+            "out_of_range",
+            format!("must hold 1 to {MAX_TASKS} tasks"),
+        );
         return None;
     }
     let before = c.errors.len();
@@ -278,20 +317,32 @@ fn tasks(c: &mut Checker, value: &Value) -> Option<Vec<Task>> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("tasks[{i}]");
-        let Some(task) = c.object(item, &path) else { continue };
+        let Some(task) = c.object(item, &path) else {
+            continue;
+        };
         c.unknown_fields(task, &["id", "input"], &path);
         let id_path = format!("{path}.id");
         let Some(id) = task.get("id") else {
             c.fail(id_path, "required", "is required");
             continue;
         };
-        let Some(id) = c.string(id, &id_path) else { continue };
+        let Some(id) = c.string(id, &id_path) else {
+            continue;
+        };
         if id.is_empty() || id.chars().count() > 128 || !printable(id) {
-            c.fail(id_path, "invalid_format", "must be 1 to 128 printable characters");
+            c.fail(
+                id_path,
+                "invalid_format",
+                "must be 1 to 128 printable characters",
+            );
             continue;
         }
         if !seen.insert(id) {
-            c.fail(id_path, "duplicate", format!("task id `{id}` appears more than once"));
+            c.fail(
+                id_path,
+                "duplicate",
+                format!("task id `{id}` appears more than once"),
+            );
             continue;
         }
         out.push(Task {
@@ -329,8 +380,14 @@ fn resources(c: &mut Checker, value: &Value) -> Option<Resources> {
         && let Some(text) = c.string(v, "resources.memory")
     {
         match parse_memory_bytes(text) {
-            Some(b) if (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&b) => out.memory = text.to_owned(),
-            Some(_) => c.fail("resources.memory", "out_of_range", "must be between 16Mi and 1Ti"),
+            Some(b) if (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&b) => {
+                out.memory = text.to_owned()
+            }
+            Some(_) => c.fail(
+                "resources.memory",
+                "out_of_range",
+                "must be between 16Mi and 1Ti",
+            ),
             None => c.fail(
                 "resources.memory",
                 "invalid_format",
@@ -355,7 +412,11 @@ fn timeout(c: &mut Checker, value: &Value) -> Option<String> {
             None
         }
         None => {
-            c.fail("timeout", "invalid_format", "must be a duration like `90s`, `30m`, `2h` or `1h30m`");
+            c.fail(
+                "timeout",
+                "invalid_format",
+                "must be a duration like `90s`, `30m`, `2h` or `1h30m`",
+            );
             None
         }
     }
@@ -377,16 +438,28 @@ fn priority(c: &mut Checker, value: &Value) -> Option<Priority> {
         "normal" => Some(Priority::Normal),
         "high" => Some(Priority::High),
         _ => {
-            c.fail("priority", "invalid_format", "must be `low`, `normal` or `high`");
+            c.fail(
+                "priority",
+                "invalid_format",
+                "must be `low`, `normal` or `high`",
+            );
             None
         }
     }
 }
 
-fn string_map<'v>(c: &mut Checker, value: &'v Value, field: &str) -> Option<Vec<(&'v str, &'v str)>> {
+fn string_map<'v>(
+    c: &mut Checker,
+    value: &'v Value,
+    field: &str,
+) -> Option<Vec<(&'v str, &'v str)>> {
     let map = c.object(value, field)?;
     if map.len() > MAX_MAP_ENTRIES {
-        c.fail(field, "out_of_range", format!("at most {MAX_MAP_ENTRIES} entries"));
+        c.fail(
+            field,
+            "out_of_range",
+            format!("at most {MAX_MAP_ENTRIES} entries"),
+        );
         return None;
     }
     let before = c.errors.len();
@@ -409,14 +482,28 @@ fn env(c: &mut Checker, value: &Value) -> Option<BTreeMap<String, String>> {
             .chars()
             .next()
             .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-            && key.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            && key
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
             && key.len() <= 128;
         if !valid_name {
-            c.fail(path, "invalid_format", "must be a variable name: letters, digits, `_`, not starting with a digit");
+            c.fail(
+                path,
+                "invalid_format",
+                "must be a variable name: letters, digits, `_`, not starting with a digit",
+            );
         } else if key.to_ascii_uppercase().starts_with("AIRLOCK_") {
-            c.fail(path, "reserved", "the AIRLOCK_ prefix is reserved for the platform");
+            c.fail(
+                path,
+                "reserved",
+                "the AIRLOCK_ prefix is reserved for the platform",
+            );
         } else if v.contains('\0') || v.len() > MAX_ENV_VALUE_BYTES {
-            c.fail(path, "invalid_format", "must be at most 32 KiB without NUL characters");
+            c.fail(
+                path,
+                "invalid_format",
+                "must be at most 32 KiB without NUL characters",
+            );
         } else {
             out.insert(key.to_owned(), v.to_owned());
         }
@@ -448,7 +535,9 @@ fn label_name(text: &str) -> bool {
         && bytes.len() <= 63
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
 }
 
 fn label_key(key: &str) -> bool {
@@ -466,7 +555,8 @@ fn dns_subdomain(text: &str) -> bool {
                 && b.len() <= 63
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -529,25 +619,73 @@ mod tests {
             (with("command", json!([])), "command", "out_of_range"),
             (with("command", json!(["a", 1])), "command[1]", "wrong_type"),
             (with("tasks", json!([])), "tasks", "out_of_range"),
-            (with("tasks", json!([{"id": "a"}, {"id": "a"}])), "tasks[1].id", "duplicate"),
-            (with("tasks", json!([{"id": "a"}, {"input": 1}])), "tasks[1].id", "required"),
-            (with("tasks", json!([{"id": "a", "extra": 1}])), "tasks[0].extra", "unknown_field"),
+            (
+                with("tasks", json!([{"id": "a"}, {"id": "a"}])),
+                "tasks[1].id",
+                "duplicate",
+            ),
+            (
+                with("tasks", json!([{"id": "a"}, {"input": 1}])),
+                "tasks[1].id",
+                "required",
+            ),
+            (
+                with("tasks", json!([{"id": "a", "extra": 1}])),
+                "tasks[0].extra",
+                "unknown_field",
+            ),
             (with("epochs", json!(0)), "epochs", "out_of_range"),
             (with("epochs", json!(101)), "epochs", "out_of_range"),
             (with("epochs", json!(1.5)), "epochs", "out_of_range"),
-            (with("resources", json!({"cpu": "lots"})), "resources.cpu", "invalid_format"),
-            (with("resources", json!({"memory": "1GB"})), "resources.memory", "invalid_format"),
-            (with("resources", json!({"gpu": -1})), "resources.gpu", "wrong_type"),
-            (with("resources", json!({"disk": "1Gi"})), "resources.disk", "unknown_field"),
+            (
+                with("resources", json!({"cpu": "lots"})),
+                "resources.cpu",
+                "invalid_format",
+            ),
+            (
+                with("resources", json!({"memory": "1GB"})),
+                "resources.memory",
+                "invalid_format",
+            ),
+            (
+                with("resources", json!({"gpu": -1})),
+                "resources.gpu",
+                "wrong_type",
+            ),
+            (
+                with("resources", json!({"disk": "1Gi"})),
+                "resources.disk",
+                "unknown_field",
+            ),
             (with("timeout", json!("8d")), "timeout", "out_of_range"),
             (with("timeout", json!("soon")), "timeout", "invalid_format"),
             (with("network", json!("host")), "network", "unsupported"),
-            (with("env", json!({"AIRLOCK_X": "1"})), "env.AIRLOCK_X", "reserved"),
-            (with("env", json!({"1BAD": "1"})), "env.1BAD", "invalid_format"),
+            (
+                with("env", json!({"AIRLOCK_X": "1"})),
+                "env.AIRLOCK_X",
+                "reserved",
+            ),
+            (
+                with("env", json!({"1BAD": "1"})),
+                "env.1BAD",
+                "invalid_format",
+            ),
             (with("env", json!({"A": 1})), "env.A", "wrong_type"),
-            (with("labels", json!({"bad key": "v"})), "labels.bad key", "invalid_format"),
-            (with("labels", json!({"k": "-bad"})), "labels.k", "invalid_format"),
-            (with("priority", json!("urgent")), "priority", "invalid_format"),
+            (
+                with("labels", json!({"bad key": "v"})),
+                "labels.bad key",
+                "invalid_format",
+            ),
+            (
+                with("labels", json!({"k": "-bad"})),
+                "labels.k",
+                "invalid_format",
+            ),
+            (
+                with("priority", json!("urgent")),
+                "priority",
+                "invalid_format",
+            ),
             (with("colour", json!("red")), "colour", "unknown_field"),
         ];
         for (doc, path, code) in cases {

@@ -2,7 +2,7 @@
 
 use airlock_core::messages::{Control, RunRequest, RunRequested};
 use airlock_core::spec::{SpecError, SpecFormat};
-use airlock_core::{EvalSpec, ErrorCode, EvaluationId, EvaluationStatus, RunId};
+use airlock_core::{ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId};
 use airlock_db::OutboxMessage;
 use airlock_db::evaluations::{EvaluationFilter, NewEvaluation, NewRun};
 use airlock_mq::topology;
@@ -66,14 +66,19 @@ pub async fn submit(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("the body is larger than {} bytes", state.config.max_body_bytes),
+                format!(
+                    "the body is larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
             )
         } else {
             ApiError::new(ErrorCode::MalformedRequest, "the body could not be read")
         }
     })?;
     let spec = EvalSpec::parse(&body, format).map_err(|error| match error {
-        SpecError::Malformed { .. } => ApiError::new(ErrorCode::MalformedRequest, error.to_string()),
+        SpecError::Malformed { .. } => {
+            ApiError::new(ErrorCode::MalformedRequest, error.to_string())
+        }
         SpecError::Invalid(errors) => ApiError::invalid_fields(errors),
     })?;
 
@@ -118,13 +123,22 @@ fn spec_format(headers: &HeaderMap) -> ApiResult<SpecFormat> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" | "" => Ok(SpecFormat::Json),
-        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Ok(SpecFormat::Yaml),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Ok(SpecFormat::Yaml)
+        }
         other => Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
-            format!("Content-Type `{other}` is not supported; use application/json or application/yaml"),
+            format!(
+                "Content-Type `{other}` is not supported; use application/json or application/yaml"
+            ),
         )),
     }
 }
@@ -208,10 +222,14 @@ pub async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationListOut>> {
-    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::MalformedRequest, "limit must be between 1 and 200"));
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "limit must be between 1 and 200",
+        ));
     }
     let labels = match &query.label {
         None => Vec::new(),
@@ -220,7 +238,9 @@ pub async fn list(
             .map(|pair| {
                 pair.split_once('=')
                     .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                    .ok_or_else(|| ApiError::new(ErrorCode::MalformedRequest, "label must be key=value"))
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::MalformedRequest, "label must be key=value")
+                    })
             })
             .collect::<ApiResult<Vec<_>>>()?,
     };
@@ -236,9 +256,15 @@ pub async fn list(
         })
         .await?;
     let has_more = evaluations.len() as i64 > limit;
-    let items: Vec<EvaluationSummaryOut> = evaluations.iter().take(limit as usize).map(Into::into).collect();
+    let items: Vec<EvaluationSummaryOut> = evaluations
+        .iter()
+        .take(limit as usize)
+        .map(Into::into)
+        .collect();
     let next_cursor = if has_more {
-        items.last().map(|last| encode_cursor(last.created_at, last.id))
+        items
+            .last()
+            .map(|last| encode_cursor(last.created_at, last.id))
     } else {
         None
     };
@@ -250,11 +276,18 @@ fn encode_cursor(at: DateTime<Utc>, id: EvaluationId) -> String {
 }
 
 fn decode_cursor(text: &str) -> ApiResult<(DateTime<Utc>, EvaluationId)> {
-    let bad = || ApiError::new(ErrorCode::MalformedRequest, "cursor is not one this API returned");
+    let bad = || {
+        ApiError::new(
+            ErrorCode::MalformedRequest,
+            "cursor is not one this API returned",
+        )
+    };
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (at, id) = raw.split_once('|').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc3339(at)
+        .map_err(|_| bad())?
+        .with_timezone(&Utc);
     let id = EvaluationId::parse(id).ok_or_else(bad)?;
     Ok((at, id))
 }
@@ -276,7 +309,11 @@ pub(crate) fn parse_evaluation_id(text: &str) -> ApiResult<EvaluationId> {
     ),
     security(("bearer" = []))
 )]
-pub async fn read(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<EvaluationOut>> {
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EvaluationOut>> {
     let id = parse_evaluation_id(&id)?;
     let evaluation = state
         .db
@@ -364,6 +401,12 @@ mod tests {
         let id = EvaluationId::new();
         let (back_at, back_id) = decode_cursor(&encode_cursor(at, id)).expect("round trip");
         assert_eq!((back_at, back_id), (at, id));
-        assert_eq!(decode_cursor("nope").map(|_| ()).unwrap_err().code(), ErrorCode::MalformedRequest);
+        assert_eq!(
+            decode_cursor("nope")
+                .map(|_| ())
+                .expect_err("garbage")
+                .code(),
+            ErrorCode::MalformedRequest
+        );
     }
 }

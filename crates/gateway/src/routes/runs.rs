@@ -39,7 +39,11 @@ async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> ApiResult<R
     ),
     security(("bearer" = []))
 )]
-pub async fn read(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RunSnapshot>> {
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSnapshot>> {
     Ok(Json(visible_run(&state, &caller, &id).await?))
 }
 
@@ -72,7 +76,8 @@ pub async fn events(
     Path(id): Path<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EventListOut>> {
-    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
     let run = visible_run(&state, &caller, &id).await?;
     let after_seq = query.after_seq.unwrap_or(0);
     let limit = query.limit.unwrap_or(1000);
@@ -84,5 +89,8 @@ pub async fn events(
     }
     let events = state.db.run_events(run.id, after_seq, limit).await?;
     let next_after_seq = events.last().map(|e| e.seq).unwrap_or(after_seq);
-    Ok(Json(EventListOut { events, next_after_seq }))
+    Ok(Json(EventListOut {
+        events,
+        next_after_seq,
+    }))
 }

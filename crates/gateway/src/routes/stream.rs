@@ -11,11 +11,11 @@ use airlock_core::messages::{EvaluationUpdate, RunSnapshot, StoredEvent};
 use airlock_core::score::ScoreSummary;
 use airlock_core::state::StateCounts;
 use airlock_core::{ErrorCode, EvaluationId, EvaluationStatus, RunId};
+use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -201,7 +201,9 @@ impl Session {
             Err(error) => {
                 self.send(&StreamOut::Error {
                     code: ErrorCode::MalformedRequest,
-                    message: format!("expected {{\"type\":\"resume\",\"after_seq\":{{...}}}}: {error}"),
+                    message: format!(
+                        "expected {{\"type\":\"resume\",\"after_seq\":{{...}}}}: {error}"
+                    ),
                 })
                 .await?;
                 Err(SessionError::Closed)
@@ -218,7 +220,9 @@ impl Session {
                 .db
                 .evaluation_backlog(self.evaluation_id, &self.seen, from, BACKLOG_PAGE)
                 .await?;
-            let Some(last) = page.last() else { return Ok(()) };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
             from = Some((last.run_id, last.seq));
             let full = page.len() as i64 == BACKLOG_PAGE;
             for event in page {
@@ -237,7 +241,11 @@ impl Session {
                 continue;
             }
             if event.seq > last + 1 {
-                let gap = self.state.db.run_events(event.run_id, last, event.seq - last - 1).await?;
+                let gap = self
+                    .state
+                    .db
+                    .run_events(event.run_id, last, event.seq - last - 1)
+                    .await?;
                 for missing in gap {
                     self.send_event(missing).await?;
                 }
@@ -273,8 +281,11 @@ impl Session {
     }
 
     async fn send(&mut self, message: &StreamOut) -> Result<(), SessionError> {
-        let text = serde_json::to_string(message).map_err(|e| SessionError::Api(ApiError::internal(e)))?;
-        self.socket.send(Message::Text(Utf8Bytes::from(text))).await?;
+        let text =
+            serde_json::to_string(message).map_err(|e| SessionError::Api(ApiError::internal(e)))?;
+        self.socket
+            .send(Message::Text(Utf8Bytes::from(text)))
+            .await?;
         Ok(())
     }
 }

@@ -32,6 +32,8 @@ pub struct SandboxRequest {
     pub resources: Resources,
     pub timeout_secs: u64,
     pub input: serde_json::Value,
+    /// The operator's `AIRLOCK_WORKER_*` settings for the worker (output limits).
+    pub worker_env: Vec<(String, String)>,
 }
 
 impl SandboxRequest {
@@ -102,7 +104,10 @@ pub trait SandboxRuntime: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Starts the sandbox for `request` unless one with its name exists.
-    fn create<'a>(&'a self, request: &'a SandboxRequest) -> BoxFuture<'a, Result<Created, RuntimeError>>;
+    fn create<'a>(
+        &'a self,
+        request: &'a SandboxRequest,
+    ) -> BoxFuture<'a, Result<Created, RuntimeError>>;
 
     /// The worker's event stream of a sandbox, from its first line. Ends when the worker
     /// closes its stdout.

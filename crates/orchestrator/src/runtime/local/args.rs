@@ -125,6 +125,7 @@ pub(crate) fn sandbox_env(request: &SandboxRequest) -> Vec<(String, String)> {
             request.timeout_secs.to_string(),
         ),
     ]);
+    env.extend(request.worker_env.iter().cloned());
     env
 }
 
@@ -250,6 +251,7 @@ mod tests {
             resources: Resources::default(),
             timeout_secs: 90,
             input: serde_json::json!({"q": 1}),
+            worker_env: Vec::new(),
         }
     }
 
