@@ -1,0 +1,192 @@
+//! Nothing accepted is lost and nothing runs twice: a broker outage at submission, a
+//! result-processor killed mid-run, a run request delivered twice.
+
+use airlock_core::messages::{RunRequest, RunRequested};
+use airlock_core::spec::{NetworkPolicy, Priority, Resources};
+use airlock_core::{EvaluationId, RunId, TeamId};
+use airlock_test_support::{Proxy, Service, Stack, StackOptions, eventually};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+async fn outbox_rows(stack: &Stack) -> i64 {
+    let pool = stack.db.connect().await;
+    sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evaluation_accepted_while_rabbitmq_is_unreachable_runs_once_it_is_back() {
+    let proxy = Proxy::start(5672).await;
+    let stack = Stack::start(StackOptions {
+        gateway_amqp_port: Some(proxy.port),
+        ..StackOptions::default()
+    })
+    .await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    proxy.cut();
+    let readyz = format!("{}/readyz", stack.url(Service::Gateway));
+    eventually("the gateway to report RabbitMQ down", LIMIT, || async {
+        let reply = reqwest::get(&readyz).await.ok()?;
+        (reply.status().as_u16() == 503).then_some(())
+    })
+    .await;
+
+    let id = api
+        .submit_ok(&json!({"name": "during the outage", "image": "img", "command": ["echo", "made it"], "tasks": [{"id": "a"}, {"id": "b"}]}))
+        .await;
+    assert_eq!(api.evaluation(&id).await["status"], "queued");
+    assert_eq!(
+        outbox_rows(&stack).await,
+        2,
+        "both run requests wait in the outbox"
+    );
+
+    proxy.restore();
+    let evaluation = api.wait_finished(&id, LIMIT).await;
+    assert_eq!(evaluation["status"], "succeeded", "{evaluation}");
+    assert_eq!(
+        outbox_rows(&stack).await,
+        0,
+        "published messages leave the outbox"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_result_processor_mid_run_loses_and_duplicates_nothing() {
+    let mut stack = Stack::start(StackOptions::default()).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let lines = 600;
+    let id = api
+        .submit_ok(&json!({
+            "name": "chatty",
+            "image": "img",
+            "command": ["sh", "-c", format!("i=0; while [ $i -lt {lines} ]; do i=$((i+1)); echo \"line $i\"; \
+                if [ $((i % 50)) -eq 0 ]; then echo '{{\"type\":\"score\",\"name\":\"n\",\"value\":1}}' >> \"$AIRLOCK_EVENTS\"; sleep 0.2; fi; done")],
+        }))
+        .await;
+    let run_id = api.evaluation(&id).await["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    eventually("some output to be persisted", LIMIT, || async {
+        let events = api.run_events(&run_id).await;
+        (events.iter().filter(|e| e["type"] == "log").count() >= 50).then_some(())
+    })
+    .await;
+    stack.kill(Service::ResultProcessor).await;
+    stack.restart(Service::ResultProcessor).await;
+
+    let evaluation = api.wait_finished(&id, LIMIT).await;
+    assert_eq!(evaluation["status"], "succeeded");
+    let events = api.run_events(&run_id).await;
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "seq has no gap and no repeat"
+    );
+    let logged: Vec<String> = events
+        .iter()
+        .filter(|e| e["type"] == "log")
+        .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=lines).map(|i| format!("line {i}")).collect();
+    assert_eq!(logged, expected, "every line exactly once, in order");
+    assert_eq!(
+        evaluation["scores"][0]["count"],
+        lines / 50,
+        "every score counted once"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_run_request_never_starts_a_second_sandbox() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let spec = json!({"name": "once", "image": "img", "command": ["sh", "-c", "echo started; sleep 2; echo done"]});
+    let id = api.submit_ok(&spec).await;
+    let evaluation = api.evaluation(&id).await;
+    let run_id = evaluation["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let duplicate = RunRequest::V1(RunRequested {
+        run_id: RunId::parse(&run_id).expect("run id"),
+        evaluation_id: EvaluationId::parse(&id).expect("evaluation id"),
+        team_id: TeamId::parse(evaluation["team_id"].as_str().expect("team")).expect("team id"),
+        attempt: 1,
+        task_id: "default".into(),
+        epoch: 1,
+        priority: Priority::Normal,
+        submitted_at: created_at(&evaluation),
+        image: "img".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo started; sleep 2; echo done".into(),
+        ],
+        env: Default::default(),
+        resources: Resources::default(),
+        timeout_secs: 3600,
+        network: NetworkPolicy::None,
+        input: Value::Null,
+    });
+    let pool = stack.db.connect().await;
+    let redeliver = || async {
+        sqlx::query("INSERT INTO outbox (exchange, routing_key, priority, payload) VALUES ('airlock.runs', 'run', 1, $1)")
+            .bind(serde_json::to_value(&duplicate).expect("encode"))
+            .execute(&pool)
+            .await
+            .expect("insert duplicate");
+    };
+
+    eventually("the run to be running", LIMIT, || async {
+        (api.get(&format!("/api/v1/runs/{run_id}")).await.body["state"] == "running").then_some(())
+    })
+    .await;
+    redeliver().await;
+    let finished = api.wait_finished(&id, LIMIT).await;
+    assert_eq!(finished["status"], "succeeded");
+    redeliver().await;
+    eventually("the late duplicate to be skipped", LIMIT, || async {
+        stack
+            .log(Service::Orchestrator)
+            .contains("redelivered request for a finished run; skipped")
+            .then_some(())
+    })
+    .await;
+
+    let events = api.run_events(&run_id).await;
+    let count = |kind: &str, field: &str, value: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e[field] == value)
+            .count()
+    };
+    assert_eq!(
+        count("status", "state", "starting"),
+        1,
+        "one sandbox started"
+    );
+    assert_eq!(count("log", "message", "started"), 1);
+    assert_eq!(events.iter().filter(|e| e["type"] == "exit").count(), 1);
+    assert_eq!(api.evaluation(&id).await["runs"][0]["state"], "succeeded");
+    stack.stop().await;
+}
+
+fn created_at(evaluation: &Value) -> chrono::DateTime<chrono::Utc> {
+    evaluation["created_at"]
+        .as_str()
+        .expect("created_at")
+        .parse()
+        .expect("timestamp")
+}
