@@ -34,7 +34,10 @@ impl Api {
             .await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// Submits and returns the evaluation's id and its first run's id.
@@ -44,7 +47,9 @@ impl Api {
             bail!("submission refused with {status}: {body}");
         }
         let id = body["id"].as_str().context("no id in the reply")?;
-        let run = body["runs"][0]["id"].as_str().context("no run in the reply")?;
+        let run = body["runs"][0]["id"]
+            .as_str()
+            .context("no run in the reply")?;
         Ok((id.to_owned(), run.to_owned()))
     }
 

@@ -1,1 +1,151 @@
-fn main() {}
+//! airlock-bench: starts the whole platform on this machine (a fresh database on the
+//! local PostgreSQL, a fresh RabbitMQ virtual host, the gateway, orchestrator and
+//! result-processor binaries on free ports), measures it and prints a table:
+//!
+//! 1. submissions per second the gateway accepts (orchestrator stopped, so it steals no
+//!    CPU), with request latency;
+//! 2. submission -> `scheduling` and submission -> `starting` latency, one evaluation at
+//!    a time so capacity is always free;
+//! 3. events per second from a chatty run's worker to PostgreSQL, read through the API;
+//! 4. each service's resident memory when idle and its peak during 1-3.
+//!
+//! Everything is removed at the end (services stopped, database dropped, virtual host
+//! deleted), also on error or Ctrl-C; the services' logs are kept. Run it as root (the
+//! local sandbox runtime needs it) from a release build:
+//! `cargo build --release --bins && target/release/airlock-bench`.
+
+mod api;
+mod args;
+mod memory;
+mod phases;
+mod platform;
+mod report;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::time::{Duration, Instant};
+
+use airlock_test_support::Service;
+
+use crate::api::Api;
+use crate::args::Args;
+use crate::memory::PeakSampler;
+use crate::platform::Platform;
+use crate::report::Report;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let began = Instant::now();
+    if !is_root() {
+        eprintln!("warning: not root; the local sandbox runtime needs root");
+    }
+    let bin_dir = platform::bin_dir(args.bin_dir.as_deref())?;
+    let orchestrator_env = vec![
+        (
+            "AIRLOCK_SANDBOX_MAX_LINES_PER_SEC".to_owned(),
+            args.max_lines_per_sec.to_string(),
+        ),
+        (
+            "AIRLOCK_SANDBOX_MAX_OUTPUT_BYTES".to_owned(),
+            "0".to_owned(),
+        ),
+    ];
+    let mut platform = Platform::create(bin_dir, args.capacity, orchestrator_env).await?;
+    let log_dir = platform.log_dir.clone();
+    let outcome = tokio::select! {
+        outcome = measure(&mut platform, &args) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    eprintln!("cleaning up: stopping services, dropping the database and virtual host");
+    platform.shutdown().await;
+    let report = outcome.with_context(|| format!("service logs kept in {}", log_dir.display()))?;
+    println!("{}", report.render());
+    println!(
+        "warnings and errors in the service logs ({}):",
+        log_dir.display()
+    );
+    print!("{}", report::log_summary(&log_dir));
+    println!("total time {:.1} s", began.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+async fn measure(platform: &mut Platform, args: &Args) -> Result<Report> {
+    eprintln!(
+        "starting the services (logs in {})",
+        platform.log_dir.display()
+    );
+    for service in [
+        Service::Gateway,
+        Service::ResultProcessor,
+        Service::Orchestrator,
+    ] {
+        platform.start(service).await?;
+    }
+    let token = platform.token("bench", "bench", "researcher").await?;
+    let api = Api::new(platform.url(Service::Gateway)?, token)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = memory::snapshot(&platform.pids);
+    let sampler = PeakSampler::start(platform.pids.clone());
+
+    eprintln!(
+        "phase 1: {} submissions from {} clients, orchestrator stopped",
+        args.submissions, args.concurrency
+    );
+    platform.stop_service(Service::Orchestrator).await;
+    let submissions = phases::submissions::run(&api, args.submissions, args.concurrency).await?;
+    eprintln!(
+        "  cancelling {} evaluations and draining their run requests",
+        submissions.created.len()
+    );
+    let failed =
+        phases::submissions::cancel_all(&api, &submissions.created, args.concurrency).await;
+    if failed > 0 {
+        eprintln!("  {failed} cancellations failed");
+    }
+    platform.start(Service::Orchestrator).await?;
+    drain(platform).await?;
+
+    eprintln!(
+        "phase 2: {} submissions one at a time, to sandbox start",
+        args.latency_samples
+    );
+    let latency = phases::latency::run(&api, args.latency_samples).await?;
+
+    eprintln!("phase 3: one run writing {} lines", args.events);
+    let events = phases::events::run(&api, args.events).await?;
+    let peak = sampler.stop();
+    Ok(Report {
+        submissions,
+        latency,
+        events,
+        max_lines_per_sec: args.max_lines_per_sec,
+        idle,
+        peak,
+    })
+}
+
+/// Waits until the restarted orchestrator has consumed every queued run request (of
+/// cancelled evaluations) and the result-processor every report.
+async fn drain(platform: &Platform) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let requests = platform
+            .queue_depth("airlock.run-requests")
+            .await
+            .context("watching the run requests queue")?;
+        let reports = platform.queue_depth("airlock.run-reports").await?;
+        if requests == 0 && reports == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{requests} run requests and {reports} reports still queued after 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

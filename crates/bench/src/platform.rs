@@ -86,10 +86,7 @@ impl Platform {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let mut orchestrator_env = orchestrator_env;
-        orchestrator_env.push((
-            "AIRLOCK_MAX_CONCURRENT_RUNS".into(),
-            capacity.to_string(),
-        ));
+        orchestrator_env.push(("AIRLOCK_MAX_CONCURRENT_RUNS".into(), capacity.to_string()));
         let platform = Self {
             db,
             broker,
@@ -165,8 +162,16 @@ impl Platform {
         });
         let port = match tokio::time::timeout(Duration::from_secs(60), port_rx).await {
             Ok(Ok(port)) => port,
-            Ok(Err(_)) => bail!("{} exited at start; see {}", service.binary(), log_path.display()),
-            Err(_) => bail!("{} did not start; see {}", service.binary(), log_path.display()),
+            Ok(Err(_)) => bail!(
+                "{} exited at start; see {}",
+                service.binary(),
+                log_path.display()
+            ),
+            Err(_) => bail!(
+                "{} did not start; see {}",
+                service.binary(),
+                log_path.display()
+            ),
         };
         if let Some(pid) = child.id()
             && let Ok(mut pids) = self.pids.lock()
@@ -211,7 +216,10 @@ impl Platform {
             .await
             .is_err()
         {
-            eprintln!("{} did not stop after SIGTERM; killing it", service.binary());
+            eprintln!(
+                "{} did not stop after SIGTERM; killing it",
+                service.binary()
+            );
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
@@ -246,7 +254,14 @@ impl Platform {
     /// Messages in a queue of this platform's virtual host (ready and unacknowledged).
     pub async fn queue_depth(&self, queue: &str) -> Result<u64> {
         let output = Command::new("rabbitmqctl")
-            .args(["-q", "list_queues", "-p", &self.broker.vhost, "name", "messages"])
+            .args([
+                "-q",
+                "list_queues",
+                "-p",
+                &self.broker.vhost,
+                "name",
+                "messages",
+            ])
             .output()
             .await
             .context("run rabbitmqctl list_queues")?;

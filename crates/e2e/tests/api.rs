@@ -358,3 +358,45 @@ async fn listing_pages_and_filters_and_the_local_runtime_refuses_gpus() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_over_the_rate_limit_gets_429_with_retry_after() {
+    let stack = Stack::start(StackOptions {
+        env: vec![
+            (
+                Service::Gateway,
+                "AIRLOCK_RATE_LIMIT_PER_MINUTE".into(),
+                "1".into(),
+            ),
+            (
+                Service::Gateway,
+                "AIRLOCK_RATE_LIMIT_BURST".into(),
+                "3".into(),
+            ),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let busy = stack.api(&stack.token("busy", "red", "researcher").await);
+    for _ in 0..3 {
+        assert_eq!(busy.get("/api/v1/evaluations").await.status, 200);
+    }
+    let limited = busy.get("/api/v1/evaluations").await;
+    assert_eq!(
+        (limited.status, limited.body["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let other = stack.api(&stack.token("calm", "red", "researcher").await);
+    assert_eq!(
+        other.get("/api/v1/evaluations").await.status,
+        200,
+        "limits are per user"
+    );
+    stack.stop().await;
+}

@@ -190,3 +190,66 @@ fn created_at(evaluation: &Value) -> chrono::DateTime<chrono::Utc> {
         .parse()
         .expect("timestamp")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_answers_503_and_readiness_recovers_with_it() {
+    let proxy = Proxy::start(5432).await;
+    let stack = Stack::start(StackOptions {
+        gateway_postgres_port: Some(proxy.port),
+        ..StackOptions::default()
+    })
+    .await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    assert_eq!(api.get("/api/v1/evaluations").await.status, 200);
+    proxy.cut();
+    let reply = api.get("/api/v1/evaluations").await;
+    assert_eq!(
+        (reply.status, reply.body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("retry-after").is_some());
+    assert!(
+        !reply.body.to_string().contains("127.0.0.1"),
+        "no internal detail leaks: {}",
+        reply.body
+    );
+    let readyz = format!("{}/readyz", stack.url(Service::Gateway));
+    eventually("the gateway to report PostgreSQL down", LIMIT, || async {
+        let reply = reqwest::get(&readyz).await.ok()?;
+        let body: Value = reply.json().await.ok()?;
+        (body["checks"]["postgres"] == "down").then_some(())
+    })
+    .await;
+    proxy.restore();
+    eventually("the gateway to answer again", LIMIT, || async {
+        (api.get("/api/v1/evaluations").await.status == 200).then_some(())
+    })
+    .await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_cannot_be_read_goes_to_the_dead_letter_queue() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let pool = stack.db.connect().await;
+    sqlx::query(
+        "INSERT INTO outbox (exchange, routing_key, payload) VALUES ('airlock.runs', 'run', $1)",
+    )
+    .bind(json!({"type": "run_requested.v999", "surprise": true}))
+    .execute(&pool)
+    .await
+    .expect("insert");
+    eventually("the message to be dead-lettered", LIMIT, || async {
+        (stack.broker.queue_depth("airlock.dead-letters") == 1).then_some(())
+    })
+    .await;
+    // The orchestrator carries on with readable work.
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let id = api
+        .submit_ok(&json!({"name": "after poison", "image": "img", "command": ["true"]}))
+        .await;
+    assert_eq!(api.wait_finished(&id, LIMIT).await["status"], "succeeded");
+    stack.stop().await;
+}

@@ -50,7 +50,10 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::unauthorized());
         }
         match state.db.principal_for_token(&tokens::hash(token)).await? {
-            Some(principal) => Ok(Caller(principal)),
+            Some(principal) => {
+                state.limiter.check(principal.user_id)?;
+                Ok(Caller(principal))
+            }
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -52,6 +52,12 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "AIRLOCK_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Requests per minute one user may make (sustained).
+    #[arg(long, env = "AIRLOCK_RATE_LIMIT_PER_MINUTE", default_value_t = 6000)]
+    pub rate_limit_per_minute: u32,
+    /// Requests one user may make in a burst above the sustained rate.
+    #[arg(long, env = "AIRLOCK_RATE_LIMIT_BURST", default_value_t = 500)]
+    pub rate_limit_burst: u32,
 }
 
 impl Config {
@@ -60,6 +66,8 @@ impl Config {
             common: CommonConfig::defaults(),
             static_dir: PathBuf::from("frontend/dist"),
             max_body_bytes: 10 * 1024 * 1024,
+            rate_limit_per_minute: 6000,
+            rate_limit_burst: 500,
         }
     }
 }

@@ -93,7 +93,7 @@ impl ApiError {
     }
 
     #[cfg(test)]
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         self.code
     }
 }

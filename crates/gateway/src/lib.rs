@@ -13,6 +13,7 @@ mod error;
 mod hub;
 mod metrics;
 pub mod openapi;
+mod rate_limit;
 mod relay;
 mod routes;
 mod static_files;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub db: Db,
     hub: hub::Hub,
     config: Arc<Config>,
+    limiter: Arc<rate_limit::RateLimiter>,
     shutdown: CancellationToken,
 }
 
@@ -72,6 +74,10 @@ impl Gateway {
             db: db.clone(),
             hub: hub.clone(),
             config: config.clone(),
+            limiter: Arc::new(rate_limit::RateLimiter::new(
+                config.rate_limit_per_minute,
+                config.rate_limit_burst,
+            )),
             shutdown: shutdown.clone(),
         };
         let api = routes::api_router()

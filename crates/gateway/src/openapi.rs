@@ -22,10 +22,11 @@ use crate::routes::{evaluations, runs, stream};
         stream::stream,
     ),
     components(schemas(stream::StreamIn, airlock_core::spec::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Operations),
     tags(
         (name = "evaluations", description = "Evaluations and their live stream"),
         (name = "runs", description = "Runs and their events"),
+        (name = "operations", description = "Health, readiness and metrics, on every service"),
     )
 )]
 pub struct ApiDoc;
@@ -39,6 +40,63 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The operations endpoints every service serves, and this document itself.
+struct Operations;
+
+impl Modify for Operations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+        let endpoints = [
+            (
+                "/healthz",
+                "Liveness: the process answers",
+                "application/json",
+                "200",
+                "alive",
+            ),
+            (
+                "/readyz",
+                "Readiness: PostgreSQL and RabbitMQ are reachable (503 with the failing checks otherwise)",
+                "application/json",
+                "200",
+                "ready",
+            ),
+            (
+                "/metrics",
+                "Prometheus metrics in text format",
+                "text/plain",
+                "200",
+                "metrics",
+            ),
+            (
+                "/api/v1/openapi.json",
+                "This OpenAPI document",
+                "application/json",
+                "200",
+                "the document",
+            ),
+        ];
+        for (path, summary, content_type, status, description) in endpoints {
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content(content_type, ContentBuilder::new().build());
+            if path == "/readyz" {
+                response = response.description("ready; 503 when a dependency is down");
+            }
+            let operation = OperationBuilder::new()
+                .summary(Some(summary))
+                .tag("operations")
+                .response(status, response.build())
+                .build();
+            openapi
+                .paths
+                .paths
+                .insert(path.to_owned(), PathItem::new(HttpMethod::Get, operation));
+        }
     }
 }
 

@@ -33,6 +33,11 @@ impl TestDatabase {
         }
     }
 
+    /// The URL through another port on 127.0.0.1 (a proxy in front of the server).
+    pub fn url_via(&self, port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/{}", self.name)
+    }
+
     pub async fn connect(&self) -> sqlx::PgPool {
         sqlx::PgPool::connect(&self.url)
             .await
@@ -74,6 +79,28 @@ impl TestBroker {
 
     pub fn url(&self) -> String {
         self.url_via(self.port)
+    }
+
+    /// Messages ready in a queue of this virtual host.
+    pub fn queue_depth(&self, queue: &str) -> u64 {
+        let output = Command::new("rabbitmqctl")
+            .args([
+                "list_queues",
+                "-q",
+                "--no-table-headers",
+                "-p",
+                &self.vhost,
+                "name",
+                "messages",
+            ])
+            .output()
+            .expect("run rabbitmqctl");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .and_then(|(_, n)| n.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn delete(&self) {

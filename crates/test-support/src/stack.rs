@@ -39,6 +39,8 @@ pub struct StackOptions {
     pub env: Vec<(Service, String, String)>,
     /// When set, the gateway reaches RabbitMQ through this port (a test proxy).
     pub gateway_amqp_port: Option<u16>,
+    /// When set, the gateway reaches PostgreSQL through this port (a test proxy).
+    pub gateway_postgres_port: Option<u16>,
 }
 
 impl Default for StackOptions {
@@ -48,6 +50,7 @@ impl Default for StackOptions {
             team_quota: None,
             env: Vec::new(),
             gateway_amqp_port: None,
+            gateway_postgres_port: None,
         }
     }
 }
@@ -104,9 +107,13 @@ impl Stack {
             (Service::Gateway, Some(port)) => self.broker.url_via(port),
             _ => self.broker.url(),
         };
+        let database = match (service, self.options.gateway_postgres_port) {
+            (Service::Gateway, Some(port)) => self.db.url_via(port),
+            _ => self.db.url.clone(),
+        };
         let mut env = vec![
             ("AIRLOCK_HTTP_ADDR".into(), "127.0.0.1:0".into()),
-            ("AIRLOCK_DATABASE_URL".into(), self.db.url.clone()),
+            ("AIRLOCK_DATABASE_URL".into(), database),
             ("AIRLOCK_AMQP_URL".into(), amqp),
             ("AIRLOCK_SHUTDOWN_GRACE_SECS".into(), "5".into()),
             ("RUST_LOG".into(), "info".into()),
