@@ -33,6 +33,11 @@ use crate::memory::PeakSampler;
 use crate::platform::Platform;
 use crate::report::Report;
 
+/// The orchestrator's setting of the worker's line rate limit.
+const LINE_LIMIT_VAR: &str = "AIRLOCK_SANDBOX_MAX_LINES_PER_SEC";
+/// The worker's own default when nobody sets it.
+const WORKER_DEFAULT_LINES_PER_SEC: u64 = 2000;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -43,7 +48,7 @@ async fn main() -> Result<()> {
     let bin_dir = platform::bin_dir(args.bin_dir.as_deref())?;
     let orchestrator_env = vec![
         (
-            "AIRLOCK_SANDBOX_MAX_LINES_PER_SEC".to_owned(),
+            LINE_LIMIT_VAR.to_owned(),
             args.max_lines_per_sec.to_string(),
         ),
         (
@@ -117,6 +122,17 @@ async fn measure(platform: &mut Platform, args: &Args) -> Result<Report> {
     );
     let latency = phases::latency::run(&api, args.latency_samples).await?;
 
+    let limit_configurable = platform
+        .reads_env(Service::Orchestrator, LINE_LIMIT_VAR)
+        .await?;
+    let line_limit = if limit_configurable {
+        (args.max_lines_per_sec > 0).then_some(args.max_lines_per_sec)
+    } else {
+        eprintln!(
+            "  note: this orchestrator does not read {LINE_LIMIT_VAR}; the worker's default limit applies"
+        );
+        Some(WORKER_DEFAULT_LINES_PER_SEC)
+    };
     eprintln!("phase 3: one run writing {} lines", args.events);
     let events = phases::events::run(&api, args.events).await?;
     let peak = sampler.stop();
@@ -124,7 +140,8 @@ async fn measure(platform: &mut Platform, args: &Args) -> Result<Report> {
         submissions,
         latency,
         events,
-        max_lines_per_sec: args.max_lines_per_sec,
+        line_limit,
+        limit_configurable,
         idle,
         peak,
     })

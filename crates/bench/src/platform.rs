@@ -251,6 +251,16 @@ impl Platform {
         Ok(String::from_utf8(output.stdout)?.trim().to_owned())
     }
 
+    /// Whether a service reads `variable` (its `--help` names every variable it reads).
+    pub async fn reads_env(&self, service: Service, variable: &str) -> Result<bool> {
+        let output = Command::new(self.bin_dir.join(service.binary()))
+            .arg("--help")
+            .output()
+            .await
+            .with_context(|| format!("run {} --help", service.binary()))?;
+        Ok(String::from_utf8_lossy(&output.stdout).contains(variable))
+    }
+
     /// Messages in a queue of this platform's virtual host (ready and unacknowledged).
     pub async fn queue_depth(&self, queue: &str) -> Result<u64> {
         let output = Command::new("rabbitmqctl")

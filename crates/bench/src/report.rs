@@ -14,8 +14,10 @@ pub struct Report {
     pub submissions: Submissions,
     pub latency: Latency,
     pub events: Events,
-    /// The worker's line limit during the chatty run (0: none).
-    pub max_lines_per_sec: u64,
+    /// The worker's line limit during the chatty run (None: no limit).
+    pub line_limit: Option<u64>,
+    /// Whether the orchestrator let the bench set that limit.
+    pub limit_configurable: bool,
     pub idle: HashMap<Service, u64>,
     pub peak: HashMap<Service, u64>,
 }
@@ -79,9 +81,10 @@ impl Report {
             let _ = writeln!(out, "  problem: {problem}");
         }
         let e = &self.events;
-        let limit = match self.max_lines_per_sec {
-            0 => "no worker line limit".to_owned(),
-            n => format!("worker limit {n} lines/s"),
+        let limit = match (self.line_limit, self.limit_configurable) {
+            (None, _) => "no worker line limit".to_owned(),
+            (Some(n), true) => format!("worker limit {n} lines/s"),
+            (Some(n), false) => format!("worker's default limit {n} lines/s, not configurable"),
         };
         let _ = writeln!(
             out,
@@ -96,10 +99,19 @@ impl Report {
             "  stdout lines persisted {} of {}, dropped by the worker {}, run {}",
             e.stdout_lines, e.lines, e.dropped, e.state
         );
-        if e.dropped > 0 {
+        for warning in &e.warnings {
+            let _ = writeln!(out, "  worker warning: {warning}");
+        }
+        if e.dropped > 0 && self.line_limit.is_some() {
             let _ = writeln!(
                 out,
-                "  RATE-LIMITED: the worker dropped lines, so this is not the pipeline's capacity"
+                "  RATE-LIMITED: the worker dropped lines over its limit; this is not the pipeline's capacity"
+            );
+        } else if e.dropped > 0 {
+            let _ = writeln!(
+                out,
+                "  with no line limit, drops mean the worker's queue (16384 events) overflowed: the\n  \
+                 program wrote faster than the pipeline drained; the rate is over the events kept"
             );
         }
         let _ = writeln!(out, "resident memory (MiB)      idle    peak");

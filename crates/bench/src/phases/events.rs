@@ -20,6 +20,8 @@ pub struct Events {
     pub stdout_lines: u64,
     /// Lines the worker dropped, as counted by its warnings.
     pub dropped: u64,
+    /// The distinct warning messages (the first few).
+    pub warnings: Vec<String>,
     /// From the `running` status ts to the moment the last event was read.
     pub elapsed: Duration,
     pub state: RunState,
@@ -36,6 +38,7 @@ struct Tally {
     persisted: u64,
     stdout_lines: u64,
     dropped: u64,
+    warnings: Vec<String>,
     running: Option<DateTime<Utc>>,
     terminal: Option<RunState>,
 }
@@ -45,7 +48,13 @@ impl Tally {
         self.persisted += 1;
         match event["type"].as_str() {
             Some("log") if event["stream"].as_str() == Some("stdout") => self.stdout_lines += 1,
-            Some("warning") => self.dropped += event["count"].as_u64().unwrap_or(0),
+            Some("warning") => {
+                self.dropped += event["count"].as_u64().unwrap_or(0);
+                let message = event["message"].as_str().unwrap_or("").to_owned();
+                if self.warnings.len() < 3 && !self.warnings.contains(&message) {
+                    self.warnings.push(message);
+                }
+            }
             _ => {}
         }
         match status_of(event) {
@@ -96,6 +105,7 @@ pub async fn run(api: &Api, lines: u64) -> Result<Events> {
         persisted: tally.persisted,
         stdout_lines: tally.stdout_lines,
         dropped: tally.dropped,
+        warnings: tally.warnings,
         elapsed: (finished_at - running).to_std().unwrap_or_default(),
         state: tally.terminal.unwrap_or(RunState::Error),
     })
