@@ -650,6 +650,11 @@ mod tests {
             (
                 with("resources", json!({"gpu": -1})),
                 "resources.gpu",
+                "out_of_range",
+            ),
+            (
+                with("resources", json!({"gpu": "2"})),
+                "resources.gpu",
                 "wrong_type",
             ),
             (
