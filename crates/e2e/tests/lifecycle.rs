@@ -42,8 +42,19 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
         "timeout": "60s",
         "labels": {"suite": "smoke"}
     });
-    let id = api.submit_ok(&spec).await;
+    let submitted = api.submit(&spec).await;
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    let id = submitted.body["id"].as_str().expect("id").to_owned();
     let mut stream = api.stream(&id, None).await;
+    assert_eq!(submitted.body["status"], "queued");
+    assert_eq!(submitted.body["runs"].as_array().map(Vec::len), Some(6));
+    assert!(
+        submitted.body["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["state"] == "queued")
+    );
 
     let mut per_run: HashMap<String, Vec<Value>> = HashMap::new();
     let mut first = true;
@@ -104,6 +115,12 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
 
     let evaluation = api.evaluation(&id).await;
     assert_eq!(evaluation["status"], "succeeded");
+    assert_eq!(
+        evaluation["created_at"], submitted.body["created_at"],
+        "the 201 body is what was stored"
+    );
+    let run_ids = |e: &Value| runs(e).iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(run_ids(&evaluation), run_ids(&submitted.body));
     assert_eq!(evaluation["counts"]["succeeded"], 6);
     let scores = evaluation["scores"].as_array().expect("scores");
     assert_eq!(scores.len(), 1);

@@ -1,10 +1,11 @@
 //! `/api/v1/evaluations`: submit, list, read and cancel evaluations.
 
-use airlock_core::messages::{Control, RunRequest, RunRequested};
+use airlock_core::messages::{Control, RunRequest, RunRequested, RunSnapshot};
 use airlock_core::spec::{SpecError, SpecFormat};
-use airlock_core::{ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId};
-use airlock_db::OutboxMessage;
+use airlock_core::state::StateCounts;
+use airlock_core::{ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState};
 use airlock_db::evaluations::{EvaluationFilter, NewEvaluation, NewRun};
+use airlock_db::{Evaluation, OutboxMessage};
 use airlock_mq::topology;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -14,7 +15,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -83,7 +84,8 @@ pub async fn submit(
     })?;
 
     let id = EvaluationId::new();
-    let created_at = Utc::now();
+    // PostgreSQL keeps microseconds; the response must match what a later read returns.
+    let created_at = Utc::now().trunc_subsecs(6);
     let (runs, outbox) = plan_runs(&spec, id, caller.team_id(), created_at)?;
     state
         .db
@@ -100,15 +102,44 @@ pub async fn submit(
     crate::metrics::evaluation_submitted(runs.len());
     tracing::info!(evaluation_id = %id, runs = runs.len(), user = %caller.0.user_name, "evaluation accepted");
 
-    let evaluation = state
-        .db
-        .evaluation(id, Some(caller.team_id()))
-        .await?
-        .ok_or_else(|| ApiError::internal("evaluation vanished after insert"))?;
+    // The response is built from what was just committed, without reading it back.
+    let mut counts = StateCounts::default();
+    counts.add(RunState::Queued, runs.len() as u64);
+    let evaluation = Evaluation {
+        id,
+        team_id: caller.team_id(),
+        owner_id: caller.0.user_id,
+        owner_name: caller.0.user_name.clone(),
+        name: spec.name.clone(),
+        status: EvaluationStatus::Queued,
+        counts,
+        run_count: runs.len() as u32,
+        cancel_requested_at: None,
+        created_at,
+        started_at: None,
+        finished_at: None,
+        spec,
+    };
+    let runs = runs
+        .into_iter()
+        .map(|run| RunSnapshot {
+            id: run.id,
+            evaluation_id: id,
+            task_id: run.task_id,
+            epoch: run.epoch,
+            attempt: 1,
+            state: RunState::Queued,
+            reason: None,
+            exit_code: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+        })
+        .collect();
     let out = EvaluationOut {
         summary: EvaluationSummaryOut::from(&evaluation),
         spec: evaluation.spec,
-        runs: state.db.runs_of(id).await?,
+        runs,
         scores: Vec::new(),
     };
     let mut response_headers = HeaderMap::new();

@@ -48,7 +48,8 @@ pub enum StreamOut {
     BacklogComplete,
     /// A run changed state.
     Run { run: RunSnapshot },
-    /// The evaluation's status, counts or scores changed.
+    /// The evaluation's status, counts or scores changed. `scores` holds only the
+    /// aggregates that changed, each complete: replace those by name.
     Evaluation {
         status: EvaluationStatus,
         counts: StateCounts,
@@ -255,11 +256,7 @@ impl Session {
         for run in &update.runs {
             self.send(&StreamOut::Run { run: run.clone() }).await?;
         }
-        let scores = if update.scores.is_empty() {
-            Vec::new()
-        } else {
-            self.state.db.scores_of(self.evaluation_id).await?
-        };
+        let scores = update.scores.clone();
         if !update.runs.is_empty() || !scores.is_empty() {
             self.send(&StreamOut::Evaluation {
                 status: update.status,
