@@ -253,3 +253,75 @@ async fn a_message_that_cannot_be_read_goes_to_the_dead_letter_queue() {
     assert_eq!(api.wait_finished(&id, LIMIT).await["status"], "succeeded");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_each_service_and_waiting_work_survives_an_orchestrator_restart() {
+    let mut stack = Stack::start(StackOptions {
+        capacity: 1,
+        ..StackOptions::default()
+    })
+    .await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let long = api
+        .submit_ok(&json!({"name": "long", "image": "img", "command": ["sleep", "600"]}))
+        .await;
+    let long_run = api.evaluation(&long).await["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    eventually("the long run to be running", LIMIT, || async {
+        (api.get(&format!("/api/v1/runs/{long_run}")).await.body["state"] == "running")
+            .then_some(())
+    })
+    .await;
+    let waiting = api
+        .submit_ok(&json!({"name": "waiting", "image": "img", "command": ["true"]}))
+        .await;
+    let waiting_run = api.evaluation(&waiting).await["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    eventually("the second run to wait for capacity", LIMIT, || async {
+        (api.get(&format!("/api/v1/runs/{waiting_run}")).await.body["state"] == "scheduling")
+            .then_some(())
+    })
+    .await;
+
+    let status = stack.terminate(Service::Orchestrator).await;
+    assert!(
+        status.success(),
+        "the orchestrator exits cleanly on SIGTERM: {status:?}"
+    );
+    let stopped = api.wait_finished(&long, LIMIT).await;
+    assert_eq!(stopped["runs"][0]["state"], "error");
+    assert_eq!(
+        stopped["runs"][0]["reason"],
+        "stopped: the orchestrator shut down before the run finished"
+    );
+    assert_eq!(stack.sandbox_processes(), Vec::<u32>::new());
+    let still_waiting = api.get(&format!("/api/v1/runs/{waiting_run}")).await.body;
+    assert_eq!(
+        still_waiting["state"], "scheduling",
+        "nothing new started while draining"
+    );
+
+    stack.restart(Service::Orchestrator).await;
+    assert_eq!(
+        api.wait_finished(&waiting, LIMIT).await["status"],
+        "succeeded",
+        "the waiting run was not lost"
+    );
+    for service in [
+        Service::Gateway,
+        Service::ResultProcessor,
+        Service::Orchestrator,
+    ] {
+        let status = stack.terminate(service).await;
+        assert!(
+            status.success(),
+            "{service:?} exits cleanly on SIGTERM: {status:?}"
+        );
+    }
+    stack.db.drop_database().await;
+    stack.broker.delete();
+}

@@ -48,14 +48,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs until `closing`. Once `draining` is cancelled it starts nothing new: waiting
+    /// runs stay unacknowledged and return to the queue when the connection closes.
+    pub async fn run(mut self, draining: CancellationToken, closing: CancellationToken) {
         let mut scheduler: Scheduler<(RunRequested, Delivery)> = Scheduler::new(self.limits);
         let mut running: HashMap<RunId, Running> = HashMap::new();
         let mut cancelled: HashSet<EvaluationId> = HashSet::new();
         let mut told: HashMap<RunId, String> = HashMap::new();
         loop {
             let command = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = closing.cancelled() => return,
                 command = self.commands.recv() => match command {
                     Some(command) => command,
                     None => return,
@@ -124,7 +126,9 @@ impl Dispatcher {
                     told.clear();
                 }
             }
-            while let Some((ticket, (request, delivery))) = scheduler.next_startable() {
+            while !draining.is_cancelled()
+                && let Some((ticket, (request, delivery))) = scheduler.next_startable()
+            {
                 told.remove(&ticket.run_id);
                 let flag = Arc::new(AtomicBool::new(false));
                 running.insert(

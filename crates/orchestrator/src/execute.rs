@@ -139,10 +139,17 @@ pub fn verdict(
     cancelled: bool,
     request: &RunRequested,
 ) -> (RunState, Option<String>, Option<i32>) {
-    if cancelled || exit.stopped {
+    if cancelled {
         return (
             RunState::Cancelled,
             Some("cancelled while running".into()),
+            None,
+        );
+    }
+    if exit.stopped {
+        return (
+            RunState::Error,
+            Some("stopped: the orchestrator shut down before the run finished".into()),
             None,
         );
     }

@@ -126,7 +126,7 @@ impl Orchestrator {
                 executions: executions.clone(),
                 worker_env: Arc::new(config.worker_env()),
             }
-            .run(closing.clone()),
+            .run(shutdown.clone(), closing.clone()),
         );
         let router = airlock_service::ops_router(readiness)
             .layer(axum::middleware::from_fn(airlock_service::http_metrics));
