@@ -237,11 +237,7 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
         .as_str()
         .expect("id")
         .to_owned();
-    airlock_test_support::eventually("the long run to be running", LIMIT, || async {
-        let run = api.get(&format!("/api/v1/runs/{running_run}")).await.body;
-        (run["state"] == "running").then_some(())
-    })
-    .await;
+    api.wait_run_state(&running_run, "running", LIMIT).await;
 
     let waiting = api
         .submit_ok(&json!({"name": "waits", "image": "img", "command": ["true"], "tasks": [{"id": "a"}, {"id": "b"}]}))

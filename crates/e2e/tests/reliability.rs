@@ -149,10 +149,7 @@ async fn a_redelivered_run_request_never_starts_a_second_sandbox() {
             .expect("insert duplicate");
     };
 
-    eventually("the run to be running", LIMIT, || async {
-        (api.get(&format!("/api/v1/runs/{run_id}")).await.body["state"] == "running").then_some(())
-    })
-    .await;
+    api.wait_run_state(&run_id, "running", LIMIT).await;
     redeliver().await;
     let finished = api.wait_finished(&id, LIMIT).await;
     assert_eq!(finished["status"], "succeeded");
@@ -269,11 +266,7 @@ async fn sigterm_drains_each_service_and_waiting_work_survives_an_orchestrator_r
         .as_str()
         .expect("run")
         .to_owned();
-    eventually("the long run to be running", LIMIT, || async {
-        (api.get(&format!("/api/v1/runs/{long_run}")).await.body["state"] == "running")
-            .then_some(())
-    })
-    .await;
+    api.wait_run_state(&long_run, "running", LIMIT).await;
     let waiting = api
         .submit_ok(&json!({"name": "waiting", "image": "img", "command": ["true"]}))
         .await;
@@ -281,11 +274,7 @@ async fn sigterm_drains_each_service_and_waiting_work_survives_an_orchestrator_r
         .as_str()
         .expect("run")
         .to_owned();
-    eventually("the second run to wait for capacity", LIMIT, || async {
-        (api.get(&format!("/api/v1/runs/{waiting_run}")).await.body["state"] == "scheduling")
-            .then_some(())
-    })
-    .await;
+    api.wait_run_state(&waiting_run, "scheduling", LIMIT).await;
 
     let status = stack.terminate(Service::Orchestrator).await;
     assert!(

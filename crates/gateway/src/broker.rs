@@ -3,7 +3,7 @@
 //! consumes this replica's queue of committed updates into the [`Hub`].
 
 use airlock_core::messages::Update;
-use airlock_mq::{Backoff, Publisher, topology};
+use airlock_mq::{Publisher, topology};
 use airlock_service::Readiness;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -24,22 +24,13 @@ pub struct BrokerTask {
 
 impl BrokerTask {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::default();
-        while !shutdown.is_cancelled() {
-            match self.session(&shutdown).await {
-                Ok(()) => return,
-                Err(error) => {
-                    self.readiness.set("rabbitmq", false);
-                    self.publisher.send_replace(None);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unavailable");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
+        airlock_mq::reconnecting(&shutdown, || async {
+            let result = self.session(&shutdown).await;
+            self.readiness.set("rabbitmq", false);
+            self.publisher.send_replace(None);
+            result
+        })
+        .await;
     }
 
     /// One connection's life; returns Ok only at shutdown.

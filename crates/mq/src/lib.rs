@@ -4,12 +4,14 @@
 
 mod backoff;
 mod publisher;
+mod reconnect;
 pub mod topology;
 
 pub use backoff::Backoff;
 pub use lapin::message::Delivery;
 pub use lapin::{Channel, Connection, Consumer};
 pub use publisher::Publisher;
+pub use reconnect::reconnecting;
 
 use futures_util::StreamExt;
 use lapin::ConnectionProperties;

@@ -2,7 +2,7 @@
 //! publisher for reports, and feeds run requests and control messages to the dispatcher.
 
 use airlock_core::messages::{Control, RunRequest};
-use airlock_mq::{Backoff, Publisher, topology};
+use airlock_mq::{Publisher, topology};
 use airlock_service::Readiness;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -23,24 +23,14 @@ impl BrokerTask {
     /// `consuming` stops new work (at shutdown) while the connection stays open, so
     /// running attempts can still report their end.
     pub async fn run(self, consuming: CancellationToken, closing: CancellationToken) {
-        let mut backoff = Backoff::default();
-        while !closing.is_cancelled() {
+        airlock_mq::reconnecting(&closing, || async {
             let result = self.session(&consuming, &closing).await;
             self.readiness.set("rabbitmq", false);
             self.publisher.send_replace(None);
             let _ = self.dispatcher.send(Command::ConnectionLost).await;
-            match result {
-                Ok(()) => return,
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "RabbitMQ unavailable");
-                    tokio::select! {
-                        () = closing.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
+            result
+        })
+        .await;
     }
 
     async fn session(

@@ -7,7 +7,7 @@
 use airlock_core::messages::{Control, RunReport, Update};
 use airlock_db::Db;
 use airlock_db::results::Applied;
-use airlock_mq::{Backoff, Delivery, Publisher, topology};
+use airlock_mq::{Delivery, Publisher, topology};
 use airlock_service::Readiness;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -31,21 +31,12 @@ enum Error {
 
 impl Consumer {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::default();
-        while !shutdown.is_cancelled() {
-            match self.session(&shutdown).await {
-                Ok(()) => return,
-                Err(error) => {
-                    self.readiness.set("rabbitmq", false);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "consumer interrupted");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
+        airlock_mq::reconnecting(&shutdown, || async {
+            let result = self.session(&shutdown).await;
+            self.readiness.set("rabbitmq", false);
+            result
+        })
+        .await;
     }
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), Error> {

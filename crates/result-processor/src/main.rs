@@ -2,26 +2,19 @@
 
 use airlock_result_processor::{Cli, ResultProcessor};
 use clap::Parser;
-use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    airlock_service::init_tracing();
-    let shutdown = airlock_service::shutdown_token();
-    let result = async {
-        let listener = tokio::net::TcpListener::bind(cli.config.common.http_addr).await?;
-        ResultProcessor::build(cli.config, listener, shutdown)
-            .await?
-            .run()
-            .await
-    }
-    .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("airlock-result-processor: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    let config = Cli::parse().config;
+    airlock_service::run_service(
+        "airlock-result-processor",
+        config.common.http_addr,
+        |listener, shutdown| async move {
+            ResultProcessor::build(config, listener, shutdown)
+                .await?
+                .run()
+                .await
+        },
+    )
+    .await
 }

@@ -107,3 +107,34 @@ impl CommonConfig {
         }
     }
 }
+
+/// The body of every long-running service's `main`: logging, the shutdown token, the
+/// listener on `addr`, then `start` until it returns. Failures print one line and exit 1.
+pub async fn run_service<F, Fut, E>(
+    name: &str,
+    addr: std::net::SocketAddr,
+    start: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    init_tracing();
+    let shutdown = shutdown_token();
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("{name}: cannot listen on {addr}: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match start(listener, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "{name} failed");
+            eprintln!("{name}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -119,6 +119,15 @@ impl Api {
         .await
     }
 
+    /// Waits until the run is in `state`; returns the run.
+    pub async fn wait_run_state(&self, run_id: &str, state: &str, limit: Duration) -> Value {
+        eventually(&format!("run {run_id} to be {state}"), limit, || async {
+            let run = self.get(&format!("/api/v1/runs/{run_id}")).await.body;
+            (run["state"] == state).then_some(run)
+        })
+        .await
+    }
+
     /// Every event of a run, following pages.
     pub async fn run_events(&self, run_id: &str) -> Vec<Value> {
         let mut events = Vec::new();

@@ -323,8 +323,19 @@ fn decode_cursor(text: &str) -> ApiResult<(DateTime<Utc>, EvaluationId)> {
     Ok((at, id))
 }
 
-pub(crate) fn parse_evaluation_id(text: &str) -> ApiResult<EvaluationId> {
-    EvaluationId::parse(text).ok_or_else(|| ApiError::not_found("evaluation"))
+/// The evaluation with this id if the caller's team owns it; 404 otherwise, so another
+/// team cannot tell whether it exists.
+pub(crate) async fn visible_evaluation(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Evaluation> {
+    let id = EvaluationId::parse(id).ok_or_else(|| ApiError::not_found("evaluation"))?;
+    state
+        .db
+        .evaluation(id, Some(caller.team_id()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("evaluation"))
 }
 
 /// Read one evaluation with its runs and score aggregates.
@@ -345,12 +356,8 @@ pub async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EvaluationOut>> {
-    let id = parse_evaluation_id(&id)?;
-    let evaluation = state
-        .db
-        .evaluation(id, Some(caller.team_id()))
-        .await?
-        .ok_or_else(|| ApiError::not_found("evaluation"))?;
+    let evaluation = visible_evaluation(&state, &caller, &id).await?;
+    let id = evaluation.id;
     let runs = state.db.runs_of(id).await?;
     let scores = state.db.scores_of(id).await?;
     Ok(Json(EvaluationOut {
@@ -382,12 +389,8 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<CancelOut>)> {
-    let id = parse_evaluation_id(&id)?;
-    let evaluation = state
-        .db
-        .evaluation(id, Some(caller.team_id()))
-        .await?
-        .ok_or_else(|| ApiError::not_found("evaluation"))?;
+    let evaluation = visible_evaluation(&state, &caller, &id).await?;
+    let id = evaluation.id;
     caller.require_write("cancel evaluations")?;
     if evaluation.cancel_requested_at.is_none() {
         if evaluation.status.is_terminal() {

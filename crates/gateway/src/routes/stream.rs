@@ -25,7 +25,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::EvaluationSummaryOut;
 use crate::error::{ApiError, ApiResult, ErrorOut};
-use crate::routes::evaluations::parse_evaluation_id;
+use crate::routes::evaluations::visible_evaluation;
 
 const BACKLOG_PAGE: i64 = 2_000;
 
@@ -94,12 +94,7 @@ pub async fn stream(
     Query(query): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let id = parse_evaluation_id(&id)?;
-    state
-        .db
-        .evaluation(id, Some(caller.team_id()))
-        .await?
-        .ok_or_else(|| ApiError::not_found("evaluation"))?;
+    let id = visible_evaluation(&state, &caller, &id).await?.id;
     let resume = query.resume.unwrap_or(false);
     Ok(upgrade.on_upgrade(move |socket| async move {
         crate::metrics::websocket_opened();
