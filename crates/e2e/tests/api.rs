@@ -400,3 +400,51 @@ async fn a_user_over_the_rate_limit_gets_429_with_retry_after() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_ui_is_served_with_a_fallback_for_deep_links_but_never_for_the_api() {
+    let ui = std::env::temp_dir().join(format!("airlock-ui-{}", std::process::id()));
+    std::fs::create_dir_all(ui.join("assets")).expect("ui dir");
+    std::fs::write(
+        ui.join("index.html"),
+        "<!doctype html><title>Airlock</title>",
+    )
+    .expect("index");
+    std::fs::write(ui.join("assets/app.js"), "console.log('airlock')").expect("asset");
+    let stack = Stack::start(StackOptions {
+        env: vec![(
+            Service::Gateway,
+            "AIRLOCK_STATIC_DIR".into(),
+            ui.display().to_string(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let base = stack.url(Service::Gateway);
+    let text = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let reply = reqwest::get(&url).await.expect("GET");
+            (reply.status().as_u16(), reply.text().await.expect("body"))
+        }
+    };
+    assert_eq!(
+        text("/").await,
+        (200, "<!doctype html><title>Airlock</title>".to_owned())
+    );
+    assert_eq!(
+        text("/evaluations/some-id/runs").await.1,
+        "<!doctype html><title>Airlock</title>",
+        "deep link"
+    );
+    assert_eq!(
+        text("/assets/app.js").await,
+        (200, "console.log('airlock')".to_owned())
+    );
+    let (status, body) = text("/api/v1/no-such-thing").await;
+    assert_eq!(status, 404);
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(body["code"], "not_found");
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(&ui);
+}

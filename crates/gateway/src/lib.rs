@@ -90,6 +90,11 @@ impl Gateway {
                     )
                 }),
             )
+            // Unknown API paths answer JSON, never the web UI's index.html.
+            .route(
+                "/api/{*rest}",
+                axum::routing::any(|| async { error::ApiError::not_found("API route") }),
+            )
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(state);
         let router = Router::new()
