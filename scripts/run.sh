@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh
+# Sourced, so a toolchain it installs is on this script's PATH.
+. scripts/deps.sh
 
 export AIRLOCK_DATABASE_URL=${AIRLOCK_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/airlock}
 export AIRLOCK_AMQP_URL=${AIRLOCK_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh
+# Sourced, so a toolchain it installs is on this script's PATH.
+. scripts/deps.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::event::{EventBody, WorkerEvent};
 use crate::ids::{EvaluationId, RunId, TeamId};
 use crate::score::ScoreSummary;
-use crate::spec::{NetworkPolicy, Priority, Resources};
+use crate::spec::{EvalSpec, NetworkPolicy, Priority, Resources, Task};
 use crate::state::{EvaluationStatus, RunState, StateCounts};
 
 /// Gateway -> orchestrator: start this run.
@@ -38,6 +38,48 @@ pub struct RunRequested {
     pub timeout_secs: u64,
     pub network: NetworkPolicy,
     pub input: serde_json::Value,
+    /// Not to be started before this time (a retry's backoff); absent: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// Which run of which evaluation of which team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOwner {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub team_id: TeamId,
+}
+
+impl RunRequested {
+    /// The request to run `task` x `epoch` of `spec` as `attempt`.
+    pub fn new(
+        spec: &EvalSpec,
+        owner: RunOwner,
+        task: &Task,
+        epoch: u32,
+        attempt: u32,
+        submitted_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            run_id: owner.run_id,
+            evaluation_id: owner.evaluation_id,
+            team_id: owner.team_id,
+            attempt,
+            task_id: task.id.clone(),
+            epoch,
+            priority: spec.priority,
+            submitted_at,
+            image: spec.image.clone(),
+            command: spec.command.clone(),
+            env: spec.env.clone(),
+            resources: spec.resources.clone(),
+            timeout_secs: spec.timeout_secs(),
+            network: spec.network,
+            input: task.input.clone(),
+            not_before: None,
+        }
+    }
 }
 
 /// Gateway -> orchestrator and result-processor (fan-out): control decisions.

@@ -1,6 +1,6 @@
 //! Evaluations and their runs as the gateway creates and reads them.
 
-use airlock_core::messages::RunSnapshot;
+use airlock_core::messages::{RunOwner, RunRequested, RunSnapshot};
 use airlock_core::state::StateCounts;
 use airlock_core::{EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState, TeamId, UserId};
 use chrono::{DateTime, Utc};
@@ -213,4 +213,57 @@ impl Db {
         })
         .transpose()
     }
+}
+
+impl Db {
+    /// The run request of a run's current attempt, rebuilt from its evaluation's spec (to
+    /// retry an attempt whose original request is gone). `None` when the run is unknown.
+    pub async fn run_request(&self, id: RunId) -> Result<Option<RunRequested>> {
+        let row: Option<RunSourceRow> = sqlx::query_as(
+            "SELECT r.evaluation_id, e.team_id, r.task_index, r.epoch, r.attempt, e.spec, e.created_at
+             FROM runs r JOIN evaluations e ON e.id = r.evaluation_id WHERE r.id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(RunSourceRow {
+            evaluation_id,
+            team_id,
+            task_index,
+            epoch,
+            attempt,
+            spec: Json(spec),
+            created_at,
+        }) = row
+        else {
+            return Ok(None);
+        };
+        let task = spec
+            .tasks
+            .get(usize::try_from(task_index).unwrap_or(usize::MAX))
+            .ok_or_else(|| {
+                crate::rows::corrupt(format!("run {id} points past its spec's tasks"))
+            })?;
+        let owner = RunOwner {
+            run_id: id,
+            evaluation_id: evaluation_id.into(),
+            team_id: team_id.into(),
+        };
+        let epoch = u32::try_from(epoch).unwrap_or(1);
+        let attempt = u32::try_from(attempt).unwrap_or(1);
+        Ok(Some(RunRequested::new(
+            &spec, owner, task, epoch, attempt, created_at,
+        )))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RunSourceRow {
+    evaluation_id: Uuid,
+    team_id: Uuid,
+    task_index: i32,
+    epoch: i32,
+    attempt: i32,
+    spec: Json<EvalSpec>,
+    created_at: DateTime<Utc>,
 }

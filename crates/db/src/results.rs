@@ -211,6 +211,26 @@ fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcom
             run.id, change.state, change.attempt, run.attempt
         ));
     }
+    if change.attempt > run.attempt {
+        // A retry: the run starts its path again as a new attempt, unless it already ended.
+        if run.state.is_terminal()
+            || change.state.is_terminal() && change.state != RunState::Cancelled
+        {
+            return StatusOutcome::Rejected(format!(
+                "run {}: attempt {} cannot begin with {} from {}",
+                run.id, change.attempt, change.state, run.state
+            ));
+        }
+        let from = run.state;
+        run.attempt = change.attempt;
+        run.state = change.state;
+        run.reason = change.reason.clone();
+        run.exit_code = None;
+        if change.state.is_terminal() {
+            run.finished_at = Some(change.at);
+        }
+        return StatusOutcome::Changed { from };
+    }
     if run.state == change.state
         && (run.state != RunState::Scheduling || run.reason == change.reason)
     {
@@ -336,12 +356,14 @@ async fn update_runs(
     let started: Vec<Option<DateTime<Utc>>> = runs.iter().map(|w| w.snapshot.started_at).collect();
     let finished: Vec<Option<DateTime<Utc>>> =
         runs.iter().map(|w| w.snapshot.finished_at).collect();
+    let attempts: Vec<i32> = runs.iter().map(|w| w.snapshot.attempt as i32).collect();
     sqlx::query(
         "UPDATE runs r SET last_seq = u.last_seq, state = u.state, reason = u.reason,
                 exit_code = u.exit_code, started_at = u.started_at, finished_at = u.finished_at,
-                updated_at = now()
+                attempt = u.attempt, updated_at = now()
          FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[],
-                     $7::timestamptz[]) AS u(id, last_seq, state, reason, exit_code, started_at, finished_at)
+                     $7::timestamptz[], $8::int4[])
+              AS u(id, last_seq, state, reason, exit_code, started_at, finished_at, attempt)
          WHERE r.id = u.id",
     )
     .bind(&ids)
@@ -351,6 +373,7 @@ async fn update_runs(
     .bind(&exit_codes)
     .bind(&started)
     .bind(&finished)
+    .bind(&attempts)
     .execute(&mut **tx)
     .await?;
     Ok(())

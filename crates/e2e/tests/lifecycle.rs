@@ -304,3 +304,55 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
     assert_eq!(late.body["code"], "conflict");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_team_at_its_quota_waits_while_another_team_runs() {
+    let stack = Stack::start(StackOptions {
+        capacity: 2,
+        team_quota: Some(1),
+        ..StackOptions::default()
+    })
+    .await;
+    let red = stack.api(&stack.token("alice", "red", "researcher").await);
+    let blue = stack.api(&stack.token("bob", "blue", "researcher").await);
+    let long = json!({"name": "long", "image": "img", "command": ["sleep", "600"]});
+    let first = red.submit_ok(&long).await;
+    let first_run = runs(&red.evaluation(&first).await)[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    red.wait_run_state(&first_run, "running", LIMIT).await;
+
+    let second = red.submit_ok(&long).await;
+    let second_run = runs(&red.evaluation(&second).await)[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let waiting = red.wait_run_state(&second_run, "scheduling", LIMIT).await;
+    assert_eq!(waiting["reason"], "team quota reached: 1 of 1");
+
+    let other = blue
+        .submit_ok(&json!({"name": "blue", "image": "img", "command": ["true"]}))
+        .await;
+    assert_eq!(
+        blue.wait_finished(&other, LIMIT).await["status"],
+        "succeeded",
+        "blue is not held up by red"
+    );
+
+    assert_eq!(
+        red.post(&format!("/api/v1/evaluations/{first}/cancel"))
+            .await
+            .status,
+        202
+    );
+    red.wait_run_state(&second_run, "running", LIMIT).await;
+    assert_eq!(
+        red.post(&format!("/api/v1/evaluations/{second}/cancel"))
+            .await
+            .status,
+        202
+    );
+    red.wait_finished(&second, LIMIT).await;
+    stack.stop().await;
+}

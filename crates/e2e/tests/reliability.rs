@@ -139,6 +139,7 @@ async fn a_redelivered_run_request_never_starts_a_second_sandbox() {
         timeout_secs: 3600,
         network: NetworkPolicy::None,
         input: Value::Null,
+        not_before: None,
     });
     let pool = stack.db.connect().await;
     let redeliver = || async {
@@ -281,11 +282,14 @@ async fn sigterm_drains_each_service_and_waiting_work_survives_an_orchestrator_r
         status.success(),
         "the orchestrator exits cleanly on SIGTERM: {status:?}"
     );
-    let stopped = api.wait_finished(&long, LIMIT).await;
-    assert_eq!(stopped["runs"][0]["state"], "error");
+    let stopped = api.wait_run_state(&long_run, "scheduling", LIMIT).await;
     assert_eq!(
-        stopped["runs"][0]["reason"],
-        "stopped: the orchestrator shut down before the run finished"
+        stopped["attempt"], 2,
+        "the stopped attempt is retried: {stopped}"
+    );
+    assert_eq!(
+        stopped["reason"],
+        "retrying in 1s after: the orchestrator shut down before the run finished (attempt 2 of 3)"
     );
     assert_eq!(stack.sandbox_processes(), Vec::<u32>::new());
     let still_waiting = api.get(&format!("/api/v1/runs/{waiting_run}")).await.body;
@@ -300,6 +304,14 @@ async fn sigterm_drains_each_service_and_waiting_work_survives_an_orchestrator_r
         "succeeded",
         "the waiting run was not lost"
     );
+    api.wait_run_state(&long_run, "running", LIMIT).await;
+    assert_eq!(
+        api.post(&format!("/api/v1/evaluations/{long}/cancel"))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(api.wait_finished(&long, LIMIT).await["status"], "cancelled");
     for service in [
         Service::Gateway,
         Service::ResultProcessor,
@@ -313,4 +325,46 @@ async fn sigterm_drains_each_service_and_waiting_work_survives_an_orchestrator_r
     }
     stack.db.drop_database().await;
     stack.broker.delete();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_lost_with_a_killed_orchestrator_is_retried_as_a_new_attempt() {
+    let mut stack = Stack::start(StackOptions::default()).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let id = api
+        .submit_ok(&json!({"name": "survives", "image": "img", "command": ["sh", "-c", "echo begin; sleep 3; echo finished"]}))
+        .await;
+    let run_id = api.evaluation(&id).await["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    api.wait_run_state(&run_id, "running", LIMIT).await;
+    stack.kill(Service::Orchestrator).await;
+    stack.restart(Service::Orchestrator).await;
+
+    let evaluation = api.wait_finished(&id, LIMIT).await;
+    assert_eq!(evaluation["status"], "succeeded", "{evaluation}");
+    let run = &evaluation["runs"][0];
+    assert_eq!(run["attempt"], 2);
+    let events = api.run_events(&run_id).await;
+    assert!(
+        events.iter().any(|e| e["type"] == "status"
+            && e["attempt"] == 2
+            && e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("sandbox lost: the orchestrator restarted")),
+        "the retry says why"
+    );
+    let finished: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["message"] == "finished")
+        .collect();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(
+        finished[0]["attempt"], 2,
+        "only the second attempt got to the end"
+    );
+    assert_eq!(stack.sandbox_processes(), Vec::<u32>::new());
+    stack.stop().await;
 }

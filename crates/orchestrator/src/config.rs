@@ -51,6 +51,12 @@ pub struct Config {
     /// Most log bytes one run may write in all; beyond, a warning and drops.
     #[arg(long, env = "AIRLOCK_SANDBOX_MAX_OUTPUT_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub sandbox_max_output_bytes: u64,
+    /// Attempts a run gets in all when the platform (not the program) breaks one.
+    #[arg(long, env = "AIRLOCK_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Seconds before a broken attempt is retried; doubles each time, at most 300.
+    #[arg(long, env = "AIRLOCK_RETRY_BACKOFF_SECS", default_value_t = 10)]
+    pub retry_backoff_secs: u64,
     /// The bubblewrap executable.
     #[arg(long, env = "AIRLOCK_BWRAP_PATH", default_value = "/usr/bin/bwrap")]
     pub bwrap_path: PathBuf,
@@ -71,6 +77,13 @@ impl Config {
         self.team_max_concurrent_runs
             .unwrap_or_else(|| self.capacity())
             .max(1)
+    }
+
+    pub fn retry_policy(&self) -> crate::retry::RetryPolicy {
+        crate::retry::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base: std::time::Duration::from_secs(self.retry_backoff_secs),
+        }
     }
 
     /// The worker's settings, as the environment the worker reads.

@@ -5,6 +5,7 @@ use airlock_core::messages::RunRequested;
 use airlock_core::{EvaluationId, RunId, RunState};
 use airlock_db::Db;
 use airlock_mq::Delivery;
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::execute::Execution;
 use crate::reports::{Attempt, ReportSink};
+use crate::retry::RetryPolicy;
 use crate::runtime::{SandboxRuntime, sandbox_name};
 use crate::scheduler::{Limits, Scheduler, Ticket};
 
@@ -29,6 +31,19 @@ pub enum Command {
     Finished(RunId),
     /// The broker connection was lost: deliveries held here are void.
     ConnectionLost,
+    /// A held-back retry became due.
+    Tick,
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 struct Running {
@@ -45,6 +60,7 @@ pub struct Dispatcher {
     pub completions: mpsc::Sender<Command>,
     pub executions: TaskTracker,
     pub worker_env: Arc<Vec<(String, String)>>,
+    pub retry: RetryPolicy,
 }
 
 impl Dispatcher {
@@ -56,14 +72,17 @@ impl Dispatcher {
         let mut cancelled: HashSet<EvaluationId> = HashSet::new();
         let mut told: HashMap<RunId, String> = HashMap::new();
         loop {
+            let due = scheduler.next_due(Utc::now());
             let command = tokio::select! {
                 () = closing.cancelled() => return,
                 command = self.commands.recv() => match command {
                     Some(command) => command,
                     None => return,
                 },
+                () = sleep_until(due) => Command::Tick,
             };
             match command {
+                Command::Tick => {}
                 Command::Request(request) => {
                     let (request, delivery) = *request;
                     if running.contains_key(&request.run_id) {
@@ -93,8 +112,10 @@ impl Dispatcher {
                         run_id: request.run_id,
                         evaluation_id: request.evaluation_id,
                         team_id: request.team_id,
+                        attempt: request.attempt,
                         priority: request.priority,
                         submitted_at: request.submitted_at,
+                        not_before: request.not_before,
                     };
                     scheduler.enqueue(ticket, (request, delivery));
                 }
@@ -127,7 +148,7 @@ impl Dispatcher {
                 }
             }
             while !draining.is_cancelled()
-                && let Some((ticket, (request, delivery))) = scheduler.next_startable()
+                && let Some((ticket, (request, delivery))) = scheduler.next_startable(Utc::now())
             {
                 told.remove(&ticket.run_id);
                 let flag = Arc::new(AtomicBool::new(false));
@@ -145,6 +166,7 @@ impl Dispatcher {
                     sink: self.sink.clone(),
                     cancelled: flag,
                     worker_env: self.worker_env.clone(),
+                    retry: self.retry,
                 };
                 let done = self.completions.clone();
                 self.executions.spawn(async move {
@@ -154,7 +176,7 @@ impl Dispatcher {
             }
             crate::metrics::scheduler(scheduler.running_count(), scheduler.waiting_count());
             let reasons: Vec<(Attempt, String)> = scheduler
-                .waiting_reasons()
+                .waiting_reasons(Utc::now())
                 .into_iter()
                 .filter(|(ticket, reason)| told.get(&ticket.run_id) != Some(reason))
                 .map(|(ticket, reason)| {
@@ -162,7 +184,7 @@ impl Dispatcher {
                         Attempt {
                             run_id: ticket.run_id,
                             evaluation_id: ticket.evaluation_id,
-                            attempt: 1,
+                            attempt: ticket.attempt,
                         },
                         reason,
                     )

@@ -1,6 +1,6 @@
 //! The life of one attempt once it has a slot: create the sandbox, acknowledge the
 //! request (only now that the sandbox exists), follow its output, wait for its end,
-//! decide the terminal state, clean up.
+//! decide how it ended (or retry it when the platform broke it), clean up.
 
 use airlock_core::RunState;
 use airlock_core::messages::RunRequested;
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::follower::{self, Outcome};
 use crate::reports::{Attempt, ReportSink};
+use crate::retry::{RetryPolicy, retry_or_fail};
 use crate::runtime::{Created, RuntimeError, SandboxExit, SandboxRequest, SandboxRuntime};
 
 pub struct Execution {
@@ -21,18 +22,47 @@ pub struct Execution {
     pub cancelled: Arc<AtomicBool>,
     /// Worker settings from the orchestrator's configuration.
     pub worker_env: Arc<Vec<(String, String)>>,
+    pub retry: RetryPolicy,
 }
 
 impl Execution {
-    #[tracing::instrument(skip_all, fields(run_id = %self.request.run_id, attempt = self.request.attempt))]
-    pub async fn run(self) {
-        let attempt = Attempt {
+    fn attempt(&self) -> Attempt {
+        Attempt {
             run_id: self.request.run_id,
             evaluation_id: self.request.evaluation_id,
             attempt: self.request.attempt,
-        };
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(run_id = %self.request.run_id, attempt = self.request.attempt))]
+    pub async fn run(self) {
         let sandbox = to_sandbox_request(&self.request, &self.worker_env);
         let name = sandbox.sandbox_name();
+        let ending = self.attempt_in(&sandbox, &name).await;
+        match ending {
+            Some(Ending::Final {
+                state,
+                reason,
+                exit_code,
+            }) => {
+                self.sink
+                    .status(self.attempt(), state, reason, exit_code)
+                    .await
+            }
+            Some(Ending::Retry(cause)) => {
+                tracing::warn!(cause, "attempt broken by the platform");
+                retry_or_fail(&self.sink, self.retry, &self.request, cause).await;
+            }
+            None => return,
+        }
+        if let Err(error) = self.runtime.remove(&name).await {
+            tracing::warn!(%error, sandbox = %name, "sandbox cleanup failed");
+        }
+    }
+
+    /// Runs the attempt to its end; `None` when another execution owns the sandbox.
+    async fn attempt_in(&self, sandbox: &SandboxRequest, name: &str) -> Option<Ending> {
+        let attempt = self.attempt();
         self.sink
             .status(
                 attempt,
@@ -41,7 +71,7 @@ impl Execution {
                 None,
             )
             .await;
-        let created = self.runtime.create(&sandbox).await;
+        let created = self.runtime.create(sandbox).await;
         crate::metrics::sandbox_created(&created);
         let acked = airlock_mq::ack(&self.delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
         if let Err(error) = acked {
@@ -51,34 +81,22 @@ impl Execution {
             Ok(Created::New) => {}
             Ok(Created::Existing) => {
                 tracing::info!(sandbox = %name, "sandbox already exists; not starting another");
-                return;
+                return None;
             }
-            Err(RuntimeError::Refused(reason)) => {
-                self.sink
-                    .status(attempt, RunState::Error, Some(reason), None)
-                    .await;
-                return;
-            }
+            Err(RuntimeError::Refused(reason)) => return Some(Ending::error(reason)),
             Err(error) => {
-                tracing::error!(%error, "sandbox could not be created");
-                self.sink
-                    .status(
-                        attempt,
-                        RunState::Error,
-                        Some(format!("the sandbox could not be created: {error}")),
-                        None,
-                    )
-                    .await;
-                return;
+                return Some(Ending::Retry(format!(
+                    "the sandbox could not be created: {error}"
+                )));
             }
         }
         self.sink
             .status(attempt, RunState::Starting, None, None)
             .await;
         if self.cancelled.load(Ordering::SeqCst) {
-            let _ = self.runtime.stop(&name).await;
+            let _ = self.runtime.stop(name).await;
         }
-        let outcome = match self.runtime.output(&name).await {
+        let outcome = match self.runtime.output(name).await {
             Ok(output) => {
                 self.sink
                     .status(attempt, RunState::Running, None, None)
@@ -90,23 +108,37 @@ impl Execution {
                 Outcome::default()
             }
         };
-        let exit = self.runtime.wait(&name).await;
-        let (state, reason, exit_code) = match exit {
+        Some(match self.runtime.wait(name).await {
             Ok(exit) => verdict(
                 &exit,
                 &outcome,
                 self.cancelled.load(Ordering::SeqCst),
                 &self.request,
             ),
-            Err(error) => (
-                RunState::Error,
-                Some(format!("the sandbox was lost: {error}")),
-                None,
-            ),
-        };
-        self.sink.status(attempt, state, reason, exit_code).await;
-        if let Err(error) = self.runtime.remove(&name).await {
-            tracing::warn!(%error, sandbox = %name, "sandbox cleanup failed");
+            Err(error) => Ending::Retry(format!("the sandbox was lost: {error}")),
+        })
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The run ends in this state.
+    Final {
+        state: RunState,
+        reason: Option<String>,
+        exit_code: Option<i32>,
+    },
+    /// The platform broke the attempt (not the program); another attempt may succeed.
+    Retry(String),
+}
+
+impl Ending {
+    fn error(reason: String) -> Self {
+        Self::Final {
+            state: RunState::Error,
+            reason: Some(reason),
+            exit_code: None,
         }
     }
 }
@@ -132,60 +164,52 @@ pub fn to_sandbox_request(
     }
 }
 
-/// The terminal state from how the sandbox ended and what the worker reported.
+/// How the attempt ended, from how the sandbox ended and what the worker reported.
 pub fn verdict(
     exit: &SandboxExit,
     outcome: &Outcome,
     cancelled: bool,
     request: &RunRequested,
-) -> (RunState, Option<String>, Option<i32>) {
+) -> Ending {
+    let end = |state, reason: Option<String>, exit_code| Ending::Final {
+        state,
+        reason,
+        exit_code,
+    };
     if cancelled {
-        return (
+        return end(
             RunState::Cancelled,
             Some("cancelled while running".into()),
             None,
         );
     }
     if exit.stopped {
-        return (
-            RunState::Error,
-            Some("stopped: the orchestrator shut down before the run finished".into()),
-            None,
-        );
+        return Ending::Retry("the orchestrator shut down before the run finished".into());
     }
     if outcome.timed_out || exit.deadline_exceeded {
-        return (
-            RunState::TimedOut,
-            Some(format!(
-                "exceeded its time limit of {}s",
-                request.timeout_secs
-            )),
-            None,
-        );
+        let reason = format!("exceeded its time limit of {}s", request.timeout_secs);
+        return end(RunState::TimedOut, Some(reason), None);
     }
     if exit.oom_killed {
-        return (
-            RunState::Error,
-            Some(format!(
-                "out of memory: exceeded its memory limit of {}",
-                request.resources.memory
-            )),
-            outcome.exit_code,
+        let reason = format!(
+            "out of memory: exceeded its memory limit of {}",
+            request.resources.memory
         );
+        return end(RunState::Error, Some(reason), outcome.exit_code);
     }
     match (outcome.exit_code, outcome.signal) {
-        (Some(0), _) => (RunState::Succeeded, None, Some(0)),
-        (Some(code), _) => (
+        (Some(0), _) => end(RunState::Succeeded, None, Some(0)),
+        (Some(code), _) => end(
             RunState::Failed,
             Some(format!("exited with code {code}")),
             Some(code),
         ),
-        (None, Some(signal)) => (
+        (None, Some(signal)) => end(
             RunState::Failed,
             Some(format!("killed by signal {signal}")),
             Some(128 + signal),
         ),
-        (None, None) => (
+        (None, None) => end(
             RunState::Error,
             Some(format!(
                 "the sandbox ended without reporting a result (worker exit code {:?}, signal {:?})",

@@ -11,6 +11,7 @@ mod execute;
 mod follower;
 mod metrics;
 mod reports;
+mod retry;
 pub mod runtime;
 pub mod scheduler;
 
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::reports::{Attempt, ReportSink};
+use crate::retry::RetryPolicy;
 use crate::runtime::SandboxRuntime;
 use crate::runtime::local::{LocalConfig, LocalRuntime};
 
@@ -101,7 +103,12 @@ impl Orchestrator {
                 async move { db.ping().await }
             },
         );
-        tokio::spawn(recover_leftovers(runtime.clone(), sink.clone()));
+        tokio::spawn(recover_leftovers(
+            runtime.clone(),
+            db.clone(),
+            sink.clone(),
+            config.retry_policy(),
+        ));
         let broker = tokio::spawn(
             broker::BrokerTask {
                 url: config.common.amqp_url.expose().to_owned(),
@@ -125,6 +132,7 @@ impl Orchestrator {
                 completions: commands_tx,
                 executions: executions.clone(),
                 worker_env: Arc::new(config.worker_env()),
+                retry: config.retry_policy(),
             }
             .run(shutdown.clone(), closing.clone()),
         );
@@ -159,8 +167,14 @@ impl Orchestrator {
 }
 
 /// Sandboxes left by an earlier orchestrator process cannot be followed any more (their
-/// output pipe died with it): stop them, clean up, and report their runs as errors.
-async fn recover_leftovers(runtime: Arc<dyn SandboxRuntime>, sink: ReportSink) {
+/// output pipe died with it): stop them, clean up, and retry their runs (or end them as
+/// errors after the last attempt).
+async fn recover_leftovers(
+    runtime: Arc<dyn SandboxRuntime>,
+    db: Db,
+    sink: ReportSink,
+    retry: RetryPolicy,
+) {
     let leftovers = match runtime.list().await {
         Ok(list) => list,
         Err(error) => {
@@ -172,17 +186,27 @@ async fn recover_leftovers(runtime: Arc<dyn SandboxRuntime>, sink: ReportSink) {
         tracing::warn!(sandbox = %sandbox.name, "cleaning up a sandbox left by an earlier orchestrator");
         let _ = runtime.stop(&sandbox.name).await;
         let _ = runtime.remove(&sandbox.name).await;
-        let attempt = Attempt {
-            run_id: sandbox.run_id,
-            evaluation_id: sandbox.evaluation_id,
-            attempt: sandbox.attempt,
-        };
-        sink.status(
-            attempt,
-            RunState::Error,
-            Some("sandbox lost: the orchestrator restarted while it ran".into()),
-            None,
-        )
-        .await;
+        let cause = "sandbox lost: the orchestrator restarted while it ran".to_owned();
+        match db.run_request(sandbox.run_id).await {
+            // The database may lag behind the sandbox's attempt, never run ahead of it
+            // unless the run has moved on to a later attempt elsewhere.
+            Ok(Some(mut request)) if request.attempt <= sandbox.attempt => {
+                request.attempt = sandbox.attempt;
+                retry::retry_or_fail(&sink, retry, &request, cause).await;
+            }
+            Ok(_) => {
+                tracing::info!(sandbox = %sandbox.name, "its run has moved on; nothing to report")
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the lost run; reporting it as an error");
+                let attempt = Attempt {
+                    run_id: sandbox.run_id,
+                    evaluation_id: sandbox.evaluation_id,
+                    attempt: sandbox.attempt,
+                };
+                sink.status(attempt, RunState::Error, Some(cause), None)
+                    .await;
+            }
+        }
     }
 }

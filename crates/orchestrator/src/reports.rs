@@ -1,8 +1,8 @@
-//! Sending run reports to the result-processor. A report is retried until the broker
-//! confirms it, across reconnects: the result-processor absorbs duplicates, so retrying
-//! is always safe, and losing a report never is.
+//! Sending run reports to the result-processor, and retries' run requests back to the run
+//! queue. A message is resent until the broker confirms it, across reconnects: consumers
+//! absorb duplicates, so resending is always safe, and losing a message never is.
 
-use airlock_core::messages::{RunReport, RunStatusChange};
+use airlock_core::messages::{RunReport, RunRequest, RunStatusChange};
 use airlock_core::{EvaluationId, RunId, RunState};
 use airlock_mq::{Publisher, topology};
 use chrono::Utc;
@@ -29,10 +29,19 @@ impl ReportSink {
     }
 
     pub async fn send(&self, report: &RunReport) {
-        let payload = match serde_json::to_vec(report) {
+        self.publish(topology::REPORTS_EXCHANGE, report).await;
+    }
+
+    /// Publishes a run request (a retry's next attempt).
+    pub async fn request(&self, request: &RunRequest) {
+        self.publish(topology::RUNS_EXCHANGE, request).await;
+    }
+
+    async fn publish<T: serde::Serialize>(&self, exchange: &str, message: &T) {
+        let payload = match serde_json::to_vec(message) {
             Ok(payload) => payload,
             Err(error) => {
-                tracing::error!(%error, "cannot encode run report");
+                tracing::error!(%error, "cannot encode message");
                 return;
             }
         };
@@ -41,12 +50,7 @@ impl ReportSink {
             let current = publisher.borrow_and_update().clone();
             if let Some(current) = current {
                 let sent = match current
-                    .send(
-                        topology::REPORTS_EXCHANGE,
-                        topology::RUN_ROUTING_KEY,
-                        &payload,
-                        0,
-                    )
+                    .send(exchange, topology::RUN_ROUTING_KEY, &payload, 0)
                     .await
                 {
                     Ok(pending) => pending.confirmed().await,
@@ -54,7 +58,9 @@ impl ReportSink {
                 };
                 match sent {
                     Ok(()) => return,
-                    Err(error) => tracing::warn!(%error, "run report not confirmed; will retry"),
+                    Err(error) => {
+                        tracing::warn!(%error, exchange, "message not confirmed; will retry")
+                    }
                 }
             }
             // Wait for a (new) connection, or retry after a pause.

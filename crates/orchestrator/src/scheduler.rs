@@ -21,8 +21,17 @@ pub struct Ticket {
     pub run_id: RunId,
     pub evaluation_id: EvaluationId,
     pub team_id: TeamId,
+    pub attempt: u32,
     pub priority: Priority,
     pub submitted_at: DateTime<Utc>,
+    /// Not before this time (a retry's backoff).
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+impl Ticket {
+    fn due(&self, now: DateTime<Utc>) -> bool {
+        self.not_before.is_none_or(|at| at <= now)
+    }
 }
 
 type Key = (Reverse<Priority>, DateTime<Utc>, u64);
@@ -63,15 +72,17 @@ impl<T> Scheduler<T> {
         self.waiting.insert(key, (ticket, payload));
     }
 
-    /// Takes the first waiting run that may start now and counts it as running.
-    pub fn next_startable(&mut self) -> Option<(Ticket, T)> {
+    /// Takes the first waiting run that may start at `now` and counts it as running.
+    pub fn next_startable(&mut self, now: DateTime<Utc>) -> Option<(Ticket, T)> {
         if self.running.len() >= self.limits.capacity {
             return None;
         }
         let key = self
             .waiting
             .iter()
-            .find(|(_, (ticket, _))| self.team_running(ticket.team_id) < self.limits.per_team)
+            .find(|(_, (ticket, _))| {
+                ticket.due(now) && self.team_running(ticket.team_id) < self.limits.per_team
+            })
             .map(|(key, _)| *key)?;
         let (ticket, payload) = self.waiting.remove(&key)?;
         self.keys.remove(&ticket.run_id);
@@ -132,11 +143,21 @@ impl<T> Scheduler<T> {
         self.per_team.get(&team).copied().unwrap_or(0)
     }
 
-    /// Why each waiting run has not started, in words a person understands.
-    pub fn waiting_reasons(&self) -> Vec<(&Ticket, String)> {
+    /// The earliest time a held-back retry becomes due.
+    pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.waiting
+            .values()
+            .filter_map(|(ticket, _)| ticket.not_before.filter(|at| *at > now))
+            .min()
+    }
+
+    /// Why each waiting run that is due has not started, in words a person understands.
+    /// (A retry held back by its backoff already said why.)
+    pub fn waiting_reasons(&self, now: DateTime<Utc>) -> Vec<(&Ticket, String)> {
         let full = self.running.len() >= self.limits.capacity;
         self.waiting
             .values()
+            .filter(|(ticket, _)| ticket.due(now))
             .map(|(ticket, _)| {
                 let reason = if full {
                     format!(
@@ -166,9 +187,41 @@ mod tests {
             run_id: RunId::new(),
             evaluation_id: EvaluationId::new(),
             team_id: team,
+            attempt: 1,
             priority,
             submitted_at: DateTime::from_timestamp(secs, 0).expect("valid"),
+            not_before: None,
         }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_000, 0).expect("valid")
+    }
+
+    #[test]
+    fn a_retry_waits_for_its_time() {
+        let team = TeamId::new();
+        let mut s = Scheduler::new(Limits {
+            capacity: 2,
+            per_team: 2,
+        });
+        let mut retry = ticket(team, Priority::High, 0);
+        retry.not_before = Some(now() + chrono::Duration::seconds(5));
+        s.enqueue(retry, "retry");
+        s.enqueue(ticket(team, Priority::Low, 1), "fresh");
+        assert_eq!(
+            s.next_due(now()),
+            Some(now() + chrono::Duration::seconds(5))
+        );
+        assert!(
+            s.waiting_reasons(now())
+                .iter()
+                .all(|(t, _)| t.not_before.is_none())
+        );
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("fresh"));
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), None);
+        let later = now() + chrono::Duration::seconds(5);
+        assert_eq!(s.next_startable(later).map(|(_, p)| p), Some("retry"));
     }
 
     #[test]
@@ -182,7 +235,8 @@ mod tests {
         s.enqueue(ticket(team, Priority::Low, 0), "low");
         s.enqueue(ticket(team, Priority::High, 5), "high");
         s.enqueue(ticket(team, Priority::Normal, 2), "normal-late");
-        let order: Vec<&str> = std::iter::from_fn(|| s.next_startable().map(|(_, p)| p)).collect();
+        let order: Vec<&str> =
+            std::iter::from_fn(|| s.next_startable(now()).map(|(_, p)| p)).collect();
         assert_eq!(order, ["high", "normal-early", "normal-late", "low"]);
     }
 
@@ -197,13 +251,16 @@ mod tests {
             s.enqueue(ticket(a, Priority::Normal, i), "a");
         }
         s.enqueue(ticket(b, Priority::Normal, 10), "b");
-        assert_eq!(s.next_startable().map(|(_, p)| p), Some("a"));
-        assert_eq!(s.next_startable().map(|(_, p)| p), Some("a"));
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("a"));
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("a"));
         // Team a is at its quota: b goes ahead of a's third run.
-        assert_eq!(s.waiting_reasons()[0].1, "team quota reached: 2 of 2");
-        assert_eq!(s.next_startable().map(|(_, p)| p), Some("b"));
-        assert_eq!(s.next_startable().map(|(_, p)| p), None);
-        assert_eq!(s.waiting_reasons()[0].1, "capacity full: 3 of 3 running");
+        assert_eq!(s.waiting_reasons(now())[0].1, "team quota reached: 2 of 2");
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("b"));
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), None);
+        assert_eq!(
+            s.waiting_reasons(now())[0].1,
+            "capacity full: 3 of 3 running"
+        );
         let first_running = s.running.keys().next().copied().expect("running");
         s.finished(first_running);
         assert_eq!(s.running_count(), 2);

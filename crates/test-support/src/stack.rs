@@ -128,6 +128,7 @@ impl Stack {
                 self.sandbox_dir.display().to_string(),
             ));
             env.push(("AIRLOCK_SANDBOX_UID_BASE".into(), self.uid_base.to_string()));
+            env.push(("AIRLOCK_RETRY_BACKOFF_SECS".into(), "1".into()));
             if let Some(quota) = self.options.team_quota {
                 env.push(("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS".into(), quota.to_string()));
             }

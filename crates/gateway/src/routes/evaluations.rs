@@ -1,6 +1,6 @@
 //! `/api/v1/evaluations`: submit, list, read and cancel evaluations.
 
-use airlock_core::messages::{Control, RunRequest, RunRequested, RunSnapshot};
+use airlock_core::messages::{Control, RunOwner, RunRequest, RunRequested, RunSnapshot};
 use airlock_core::spec::{SpecError, SpecFormat};
 use airlock_core::state::StateCounts;
 use airlock_core::{ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState};
@@ -187,23 +187,13 @@ fn plan_runs(
     for (index, task) in spec.tasks.iter().enumerate() {
         for epoch in 1..=spec.epochs {
             let run_id = RunId::new();
-            let request = RunRequest::V1(RunRequested {
+            let owner = RunOwner {
                 run_id,
                 evaluation_id,
                 team_id,
-                attempt: 1,
-                task_id: task.id.clone(),
-                epoch,
-                priority: spec.priority,
-                submitted_at,
-                image: spec.image.clone(),
-                command: spec.command.clone(),
-                env: spec.env.clone(),
-                resources: spec.resources.clone(),
-                timeout_secs: spec.timeout_secs(),
-                network: spec.network,
-                input: task.input.clone(),
-            });
+            };
+            let request =
+                RunRequest::V1(RunRequested::new(spec, owner, task, epoch, 1, submitted_at));
             let payload = serde_json::to_value(&request).map_err(ApiError::internal)?;
             outbox.push(OutboxMessage::new(
                 topology::RUNS_EXCHANGE,
