@@ -81,7 +81,8 @@ impl Api {
             .await?;
         let status = response.status().as_u16();
         if status != 202 && status != 409 {
-            bail!("cancel {evaluation_id}: {status}");
+            let body = response.text().await.unwrap_or_default();
+            bail!("cancel {evaluation_id}: {status} {body}");
         }
         Ok(())
     }

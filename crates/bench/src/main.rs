@@ -23,6 +23,7 @@ mod report;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use airlock_test_support::Service;
@@ -39,24 +40,24 @@ const LINE_LIMIT_VAR: &str = "AIRLOCK_SANDBOX_MAX_LINES_PER_SEC";
 const WORKER_DEFAULT_LINES_PER_SEC: u64 = 2000;
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     let began = Instant::now();
     if !is_root() {
         eprintln!("warning: not root; the local sandbox runtime needs root");
     }
     let bin_dir = platform::bin_dir(args.bin_dir.as_deref())?;
-    let orchestrator_env = vec![
-        (
-            LINE_LIMIT_VAR.to_owned(),
-            args.max_lines_per_sec.to_string(),
-        ),
-        (
-            "AIRLOCK_SANDBOX_MAX_OUTPUT_BYTES".to_owned(),
-            "0".to_owned(),
-        ),
-    ];
-    let mut platform = Platform::create(bin_dir, args.capacity, orchestrator_env).await?;
+    let env = service_env(&args);
+    let mut platform = Platform::create(bin_dir, env).await?;
     let log_dir = platform.log_dir.clone();
     let outcome = tokio::select! {
         outcome = measure(&mut platform, &args) => outcome,
@@ -64,7 +65,10 @@ async fn main() -> Result<()> {
     };
     eprintln!("cleaning up: stopping services, dropping the database and virtual host");
     platform.shutdown().await;
-    let report = outcome.with_context(|| format!("service logs kept in {}", log_dir.display()))?;
+    if outcome.is_err() {
+        eprintln!("service logs kept in {}", log_dir.display());
+    }
+    let report = outcome?;
     println!("{}", report.render());
     println!(
         "warnings and errors in the service logs ({}):",
@@ -73,6 +77,35 @@ async fn main() -> Result<()> {
     print!("{}", report::log_summary(&log_dir));
     println!("total time {:.1} s", began.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What the bench sets beyond the defaults.
+fn service_env(args: &Args) -> Vec<(Service, String, String)> {
+    let (orchestrator, gateway) = (Service::Orchestrator, Service::Gateway);
+    let unlimited = "100000000".to_owned();
+    [
+        (
+            orchestrator,
+            "AIRLOCK_MAX_CONCURRENT_RUNS",
+            args.capacity.to_string(),
+        ),
+        (
+            orchestrator,
+            LINE_LIMIT_VAR,
+            args.max_lines_per_sec.to_string(),
+        ),
+        (
+            orchestrator,
+            "AIRLOCK_SANDBOX_MAX_OUTPUT_BYTES",
+            "0".to_owned(),
+        ),
+        // The bench measures the gateway, not its per-user request quota.
+        (gateway, "AIRLOCK_RATE_LIMIT_PER_MINUTE", unlimited.clone()),
+        (gateway, "AIRLOCK_RATE_LIMIT_BURST", unlimited),
+    ]
+    .into_iter()
+    .map(|(service, name, value)| (service, name.to_owned(), value))
+    .collect()
 }
 
 fn is_root() -> bool {
@@ -110,8 +143,8 @@ async fn measure(platform: &mut Platform, args: &Args) -> Result<Report> {
     );
     let failed =
         phases::submissions::cancel_all(&api, &submissions.created, args.concurrency).await;
-    if failed > 0 {
-        eprintln!("  {failed} cancellations failed");
+    if let Some(first) = failed.first() {
+        eprintln!("  {} cancellations failed, e.g. {first}", failed.len());
     }
     platform.start(Service::Orchestrator).await?;
     drain(platform).await?;

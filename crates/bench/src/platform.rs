@@ -34,7 +34,7 @@ pub struct Platform {
     bin_dir: PathBuf,
     sandbox_dir: PathBuf,
     uid_base: u32,
-    orchestrator_env: Vec<(String, String)>,
+    extra_env: Vec<(Service, String, String)>,
     processes: HashMap<Service, Child>,
     ports: HashMap<Service, u16>,
 }
@@ -64,11 +64,11 @@ pub fn bin_dir(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 impl Platform {
-    /// A fresh database and virtual host; no service runs yet.
+    /// A fresh database and virtual host; no service runs yet. `extra_env` is added to
+    /// each service's environment.
     pub async fn create(
         bin_dir: PathBuf,
-        capacity: u64,
-        orchestrator_env: Vec<(String, String)>,
+        extra_env: Vec<(Service, String, String)>,
     ) -> Result<Self> {
         let db = TestDatabase::create().await;
         let broker = match std::panic::catch_unwind(TestBroker::create) {
@@ -85,8 +85,6 @@ impl Platform {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let mut orchestrator_env = orchestrator_env;
-        orchestrator_env.push(("AIRLOCK_MAX_CONCURRENT_RUNS".into(), capacity.to_string()));
         let platform = Self {
             db,
             broker,
@@ -96,12 +94,14 @@ impl Platform {
             sandbox_dir: root.join("sandboxes"),
             // A range of its own, away from the tests' (300000 + k * 64, k < 10000).
             uid_base: 1_000_000 + (nanos % 10_000) * 64,
-            orchestrator_env,
+            extra_env,
             processes: HashMap::new(),
             ports: HashMap::new(),
         };
-        std::fs::create_dir_all(&log_dir)
-            .with_context(|| format!("create {}", log_dir.display()))?;
+        if let Err(error) = std::fs::create_dir_all(&log_dir) {
+            platform.shutdown().await;
+            bail!("cannot create {}: {error}", log_dir.display());
+        }
         Ok(platform)
     }
 
@@ -119,7 +119,11 @@ impl Platform {
                 self.sandbox_dir.display().to_string(),
             ));
             env.push(("AIRLOCK_SANDBOX_UID_BASE".into(), self.uid_base.to_string()));
-            env.extend(self.orchestrator_env.iter().cloned());
+        }
+        for (s, name, value) in &self.extra_env {
+            if *s == service {
+                env.push((name.clone(), value.clone()));
+            }
         }
         env
     }

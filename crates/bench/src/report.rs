@@ -50,7 +50,8 @@ impl Report {
         let s = &self.submissions;
         let _ = writeln!(
             out,
-            "submissions accepted/s     {:>10.1}   ({} requests, {} concurrent, p50 {}, p99 {}; orchestrator stopped)",
+            "submissions accepted/s     {:>10.1}   ({} requests, {} concurrent, p50 {}, p99 {})
+  (orchestrator stopped, gateway's per-user rate limit raised)",
             s.per_sec(),
             s.sent,
             s.concurrency,

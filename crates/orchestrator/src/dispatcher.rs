@@ -210,14 +210,12 @@ impl Dispatcher {
             return Admission::Cancelled;
         }
         match self.db.run_admission(request.run_id).await {
+            Ok(Some((state, attempt, _))) if state.is_terminal() || attempt > request.attempt => {
+                Admission::AlreadyDone(state)
+            }
             Ok(Some((_, _, true))) => {
                 cancelled.insert(request.evaluation_id);
                 Admission::Cancelled
-            }
-            Ok(Some((state, attempt, false)))
-                if state.is_terminal() || attempt > request.attempt =>
-            {
-                Admission::AlreadyDone(state)
             }
             Ok(_) => Admission::Start,
             Err(error) => {

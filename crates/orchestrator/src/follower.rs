@@ -5,12 +5,15 @@ use airlock_core::event::{EventBody, WorkerEvent};
 use airlock_core::messages::{RunEvents, RunReport};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
 
 use crate::reports::{Attempt, ReportSink};
 use crate::runtime::OutputStream;
 
 const BATCH_EVENTS: usize = 512;
 const BATCH_WAIT: Duration = Duration::from_millis(20);
+/// Batches read ahead of the broker's confirms.
+const PUBLISH_AHEAD: usize = 64;
 
 /// What the worker said about the end of the program.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -22,6 +25,35 @@ pub struct Outcome {
 }
 
 pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -> Outcome {
+    // Reading never waits for the broker's confirms: batches go to a publishing task
+    // through a bounded channel, so the worker's pipe keeps draining.
+    let (batches, mut pending) = mpsc::channel::<Vec<WorkerEvent>>(PUBLISH_AHEAD);
+    let publisher_sink = sink.clone();
+    let publisher = tokio::spawn(async move {
+        while let Some(events) = pending.recv().await {
+            publisher_sink
+                .send(&RunReport::EventsV1(RunEvents {
+                    run_id: attempt.run_id,
+                    evaluation_id: attempt.evaluation_id,
+                    attempt: attempt.attempt,
+                    events,
+                }))
+                .await;
+        }
+    });
+    let outcome = read(output, attempt, &batches).await;
+    drop(batches);
+    if let Err(error) = publisher.await {
+        tracing::error!(%error, "event publisher failed");
+    }
+    outcome
+}
+
+async fn read(
+    output: OutputStream,
+    attempt: Attempt,
+    batches: &mpsc::Sender<Vec<WorkerEvent>>,
+) -> Outcome {
     let mut lines = output.lines();
     let mut outcome = Outcome::default();
     let mut batch: Vec<WorkerEvent> = Vec::new();
@@ -32,7 +64,7 @@ pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -
             match tokio::time::timeout(BATCH_WAIT, lines.next_line()).await {
                 Ok(line) => line,
                 Err(_) => {
-                    flush(&mut batch, attempt, sink).await;
+                    flush(&mut batch, batches).await;
                     continue;
                 }
             }
@@ -51,7 +83,7 @@ pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -
                     outcome.events += 1;
                     batch.push(event);
                     if batch.len() >= BATCH_EVENTS {
-                        flush(&mut batch, attempt, sink).await;
+                        flush(&mut batch, batches).await;
                     }
                 }
                 Err(error) => {
@@ -65,20 +97,12 @@ pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -
             }
         }
     }
-    flush(&mut batch, attempt, sink).await;
+    flush(&mut batch, batches).await;
     outcome
 }
 
-async fn flush(batch: &mut Vec<WorkerEvent>, attempt: Attempt, sink: &ReportSink) {
-    if batch.is_empty() {
-        return;
+async fn flush(batch: &mut Vec<WorkerEvent>, batches: &mpsc::Sender<Vec<WorkerEvent>>) {
+    if !batch.is_empty() {
+        let _ = batches.send(std::mem::take(batch)).await;
     }
-    let events = std::mem::take(batch);
-    sink.send(&RunReport::EventsV1(RunEvents {
-        run_id: attempt.run_id,
-        evaluation_id: attempt.evaluation_id,
-        attempt: attempt.attempt,
-        events,
-    }))
-    .await;
 }

@@ -97,14 +97,28 @@ impl<W: AsyncWrite + Unpin> Emitter<W> {
         self.emit(body).await;
     }
 
-    /// Emits a warning for lines the rate limiter dropped since the last report, if any.
+    /// Emits a warning for lines dropped since the last report, if any: by the rate
+    /// limit, and for a full queue (the program outran the stream's reader).
     pub async fn report_rate_drops(&mut self, rate: &Mutex<RateLimiter>) {
-        let dropped = lock(rate).take_dropped();
-        if dropped > 0 {
-            let message = format!("output rate limit: {dropped} lines dropped");
+        let (limited, overflowed) = {
+            let mut rate = lock(rate);
+            (rate.take_dropped(), rate.take_overflowed())
+        };
+        if limited > 0 {
+            let message = format!("output rate limit: {limited} lines dropped");
             self.emit(EventBody::Warning {
                 message,
-                count: Some(dropped),
+                count: Some(limited),
+            })
+            .await;
+        }
+        if overflowed > 0 {
+            let message = format!(
+                "output backlog full: {overflowed} lines dropped (written faster than they could be streamed)"
+            );
+            self.emit(EventBody::Warning {
+                message,
+                count: Some(overflowed),
             })
             .await;
         }
@@ -194,7 +208,7 @@ mod tests {
                 value: 1.0,
             })
             .await;
-        lock(&rate).count_dropped(2);
+        lock(&rate).count_overflow(2);
         emitter
             .finish(
                 &rate,
@@ -223,7 +237,7 @@ mod tests {
                     value: 1.0
                 },
                 EventBody::Warning {
-                    message: "output rate limit: 2 lines dropped".into(),
+                    message: "output backlog full: 2 lines dropped (written faster than they could be streamed)".into(),
                     count: Some(2),
                 },
                 EventBody::Warning {

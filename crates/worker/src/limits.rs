@@ -12,6 +12,7 @@ pub struct RateLimiter {
     last: Instant,
     /// Dropped lines not yet reported in a warning.
     unreported: u64,
+    overflowed: u64,
 }
 
 impl RateLimiter {
@@ -22,6 +23,7 @@ impl RateLimiter {
             tokens: rate,
             last: now,
             unreported: 0,
+            overflowed: 0,
         }
     }
 
@@ -42,14 +44,20 @@ impl RateLimiter {
         }
     }
 
-    /// Counts lines dropped for another reason (the channel to the writer was full).
-    pub fn count_dropped(&mut self, lines: u64) {
-        self.unreported += lines;
+    /// Counts lines dropped because the queue to the writer was full: the program wrote
+    /// faster than the stream could be read.
+    pub fn count_overflow(&mut self, lines: u64) {
+        self.overflowed += lines;
     }
 
-    /// Dropped lines since the last call.
+    /// Lines the rate limit dropped since the last call.
     pub fn take_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.unreported)
+    }
+
+    /// Lines dropped for a full queue since the last call.
+    pub fn take_overflowed(&mut self) -> u64 {
+        std::mem::take(&mut self.overflowed)
     }
 }
 
@@ -150,8 +158,9 @@ mod tests {
         let t0 = Instant::now();
         let mut rate = RateLimiter::new(0, t0);
         assert!((0..100_000).all(|_| rate.admit(t0)));
-        rate.count_dropped(3);
-        assert_eq!(rate.take_dropped(), 3);
+        rate.count_overflow(3);
+        assert_eq!(rate.take_dropped(), 0);
+        assert_eq!(rate.take_overflowed(), 3);
     }
 
     #[test]

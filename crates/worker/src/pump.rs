@@ -69,13 +69,13 @@ impl Sink {
         let cost = queued_bytes(&body);
         if self.bytes.fetch_add(cost, Ordering::Relaxed) + cost > QUEUE_BYTES {
             self.bytes.fetch_sub(cost, Ordering::Relaxed);
-            lock(&self.rate).count_dropped(1);
+            lock(&self.rate).count_overflow(1);
             return;
         }
         if let Err(e) = self.tx.try_send(body) {
             self.bytes.fetch_sub(cost, Ordering::Relaxed);
             if let mpsc::error::TrySendError::Full(_) = e {
-                lock(&self.rate).count_dropped(1);
+                lock(&self.rate).count_overflow(1);
             }
         }
     }

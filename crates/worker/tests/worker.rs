@@ -486,11 +486,15 @@ fn huge_line_keeps_memory_bounded() {
     );
 }
 
+/// Lines dropped, by the rate limit or for a full backlog.
 fn rate_drops(run: &Run) -> u64 {
     warnings(run)
         .iter()
-        .filter(|(message, _)| message.starts_with("output rate limit: "))
-        .map(|(_, count)| count.expect("rate warnings carry a count"))
+        .filter(|(message, _)| {
+            message.starts_with("output rate limit: ")
+                || message.starts_with("output backlog full: ")
+        })
+        .map(|(_, count)| count.expect("drop warnings carry a count"))
         .sum()
 }
 

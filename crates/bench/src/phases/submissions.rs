@@ -109,13 +109,13 @@ pub async fn run(api: &Api, count: u64, concurrency: u64) -> Result<Submissions>
     Ok(result)
 }
 
-/// Cancels the evaluations, `concurrency` at a time; returns how many cancels failed.
-pub async fn cancel_all(api: &Api, ids: &[String], concurrency: u64) -> usize {
+/// Cancels the evaluations, `concurrency` at a time; returns the failures.
+pub async fn cancel_all(api: &Api, ids: &[String], concurrency: u64) -> Vec<String> {
     let width = usize::try_from(concurrency).unwrap_or(1);
     futures_util::stream::iter(ids)
         .map(|id| api.cancel(id))
         .buffer_unordered(width)
-        .filter(|r| std::future::ready(r.is_err()))
-        .count()
+        .filter_map(|r| std::future::ready(r.err().map(|e| format!("{e:#}"))))
+        .collect()
         .await
 }
