@@ -36,6 +36,9 @@ struct RunWork {
     snapshot: RunSnapshot,
     last_seq: i64,
     changed: bool,
+    /// (attempt, worker seq) accepted earlier in this batch: a report and its redelivery
+    /// may arrive in the same batch.
+    batch_seen: HashSet<(u32, u64)>,
 }
 
 struct NewEvent {
@@ -83,12 +86,12 @@ impl Db {
                         let fresh =
                             fresh_source_seqs(&mut tx, *run_id, batch.attempt, &batch.events)
                                 .await?;
-                        applied.duplicates += batch.events.len() - fresh.len();
-                        for event in batch
-                            .events
-                            .iter()
-                            .filter(|e| fresh.contains(&(e.seq as i64)))
-                        {
+                        let mut taken = 0;
+                        for event in batch.events.iter().filter(|e| {
+                            fresh.contains(&(e.seq as i64))
+                                && work.batch_seen.insert((batch.attempt, e.seq))
+                        }) {
+                            taken += 1;
                             if let EventBody::Score { name, value } = &event.body {
                                 eval.scores
                                     .entry(name.clone())
@@ -106,6 +109,7 @@ impl Db {
                             });
                             work.changed = true;
                         }
+                        applied.duplicates += batch.events.len() - taken;
                     }
                     RunReport::StatusV1(change) => match apply_status(&mut work.snapshot, change) {
                         StatusOutcome::Unchanged => {}
@@ -277,6 +281,7 @@ async fn lock_runs(
                 snapshot,
                 last_seq,
                 changed: false,
+                batch_seen: HashSet::new(),
             },
         );
     }
@@ -298,11 +303,19 @@ async fn fresh_source_seqs(
     events: &[airlock_core::event::WorkerEvent],
 ) -> Result<HashSet<i64>> {
     let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+    let (Some(low), Some(high)) = (seqs.iter().min(), seqs.iter().max()) else {
+        return Ok(HashSet::new());
+    };
+    // The range lets the (run_id, attempt, source_seq) index bound the scan; without it
+    // every check would read all of the run's events.
     let stored: Vec<i64> = sqlx::query_scalar(
-        "SELECT source_seq FROM run_events WHERE run_id = $1 AND attempt = $2 AND source_seq = ANY($3)",
+        "SELECT source_seq FROM run_events
+         WHERE run_id = $1 AND attempt = $2 AND source_seq BETWEEN $3 AND $4 AND source_seq = ANY($5)",
     )
     .bind(run_id.as_uuid())
     .bind(attempt as i32)
+    .bind(low)
+    .bind(high)
     .bind(&seqs)
     .fetch_all(&mut **tx)
     .await?;

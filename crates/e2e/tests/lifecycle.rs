@@ -1,7 +1,7 @@
 //! An evaluation's life as a user sees it: submit, watch live, read results; failures,
 //! time limits and cancellation.
 
-use airlock_test_support::{Stack, StackOptions};
+use airlock_test_support::{Stack, StackOptions, assert_contiguous, seqs};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -88,15 +88,7 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
 
     assert_eq!(per_run.len(), 6, "every run streamed events");
     for (run_id, events) in &per_run {
-        let seqs: Vec<i64> = events
-            .iter()
-            .map(|e| e["seq"].as_i64().expect("seq"))
-            .collect();
-        assert_eq!(
-            seqs,
-            (1..=seqs.len() as i64).collect::<Vec<_>>(),
-            "run {run_id}: no gap, no duplicate"
-        );
+        assert_contiguous(events, 1, &format!("run {run_id}"));
         assert_eq!(
             status_states(events),
             ["scheduling", "starting", "running", "succeeded"],
@@ -172,10 +164,7 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
             _ => {}
         }
     }
-    let replayed_seqs: Vec<i64> = replayed
-        .iter()
-        .map(|e| e["seq"].as_i64().expect("seq"))
-        .collect();
+    let replayed_seqs = seqs(&replayed);
     assert!(replayed.iter().all(|e| e["run_id"] == some_run.as_str()));
     assert_eq!(replayed_seqs, (3..=events.len() as i64).collect::<Vec<_>>());
     resumed.close().await;

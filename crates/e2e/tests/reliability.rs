@@ -4,7 +4,7 @@
 use airlock_core::messages::{RunRequest, RunRequested};
 use airlock_core::spec::{NetworkPolicy, Priority, Resources};
 use airlock_core::{EvaluationId, RunId, TeamId};
-use airlock_test_support::{Proxy, Service, Stack, StackOptions, eventually};
+use airlock_test_support::{Proxy, Service, Stack, StackOptions, assert_contiguous, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -84,15 +84,7 @@ async fn killing_the_result_processor_mid_run_loses_and_duplicates_nothing() {
     let evaluation = api.wait_finished(&id, LIMIT).await;
     assert_eq!(evaluation["status"], "succeeded");
     let events = api.run_events(&run_id).await;
-    let seqs: Vec<i64> = events
-        .iter()
-        .map(|e| e["seq"].as_i64().expect("seq"))
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as i64).collect::<Vec<_>>(),
-        "seq has no gap and no repeat"
-    );
+    assert_contiguous(&events, 1, "the chatty run");
     let logged: Vec<String> = events
         .iter()
         .filter(|e| e["type"] == "log")

@@ -13,6 +13,10 @@ use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A batch also ends once its messages hold this many bytes, so one transaction (and the
+/// update it publishes) stays a few thousand events even when reports are large.
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+
 pub struct Consumer {
     pub url: String,
     pub db: Db,
@@ -68,11 +72,17 @@ impl Consumer {
                 () = airlock_mq::closed(&connection) => return Err(airlock_mq::MqError::ConnectionLost.into()),
                 first = reports.next() => {
                     let Some(first) = first else { return Err(airlock_mq::MqError::ConnectionLost.into()) };
-                    let mut batch = vec![first.map_err(airlock_mq::MqError::from)?];
+                    let first = first.map_err(airlock_mq::MqError::from)?;
+                    let mut bytes = first.data.len();
+                    let mut batch = vec![first];
                     let deadline = tokio::time::Instant::now() + self.batch_wait;
-                    while batch.len() < usize::from(self.batch_size) {
+                    while batch.len() < usize::from(self.batch_size) && bytes < BATCH_BYTES {
                         match tokio::time::timeout_at(deadline, reports.next()).await {
-                            Ok(Some(delivery)) => batch.push(delivery.map_err(airlock_mq::MqError::from)?),
+                            Ok(Some(delivery)) => {
+                                let delivery = delivery.map_err(airlock_mq::MqError::from)?;
+                                bytes += delivery.data.len();
+                                batch.push(delivery);
+                            }
                             Ok(None) | Err(_) => break,
                         }
                     }

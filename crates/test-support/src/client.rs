@@ -218,3 +218,18 @@ impl Stream {
         let _ = self.socket.close(None).await;
     }
 }
+
+/// The `seq` of each event, in the order given.
+pub fn seqs(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("every event has a seq"))
+        .collect()
+}
+
+/// Asserts the events are numbered `first`, `first + 1`, ... with no gap and no repeat.
+pub fn assert_contiguous(events: &[Value], first: i64, what: &str) {
+    let seqs = seqs(events);
+    let expected: Vec<i64> = (first..first + seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "{what}: seq has no gap and no repeat");
+}

@@ -136,6 +136,10 @@ pub async fn read_events(
         }
     };
     loop {
+        tokio::select! {
+            () = sink.wait_for_room() => {}
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        }
         let read = tokio::select! {
             read = receiver.read(&mut buf) => read,
             _ = stop.wait_for(|stopped| *stopped) => break,
@@ -149,8 +153,6 @@ pub async fn read_events(
                 break;
             }
         }
-        // Let the writer take these lines before the next chunk can fill the queue.
-        tokio::task::yield_now().await;
     }
     let mut left = FINAL_DRAIN_BYTES;
     while left > 0 {

@@ -627,3 +627,17 @@ fn stream_lines_are_unique_events() {
     }
     assert_eq!(seen.len(), 2000);
 }
+
+#[test]
+fn a_fast_program_is_slowed_to_its_stream_not_cut() {
+    let run = run_sh("seq 1 100000", &[("AIRLOCK_WORKER_MAX_LINES_PER_SEC", "0")]);
+    assert_eq!(last(&run), &exit(0));
+    let lines = logs(&run, LogStream::Stdout);
+    assert_eq!(
+        lines.len(),
+        100_000,
+        "backpressure, not drops, while the stream moves"
+    );
+    assert_eq!(rate_drops(&run), 0);
+    assert_eq!(lines.last().map(String::as_str), Some("100000"));
+}

@@ -1,0 +1,170 @@
+//! The result-processor's transaction against a real PostgreSQL: idempotent events, the
+//! state machine, aggregates.
+
+use airlock_core::event::{EventBody, LogStream, WorkerEvent};
+use airlock_core::messages::{RunEvents, RunReport, RunStatusChange};
+use airlock_core::{EvalSpec, EvaluationId, Role, RunId, RunState};
+use airlock_db::Db;
+use airlock_db::evaluations::{NewEvaluation, NewRun};
+use airlock_test_support::TestDatabase;
+use chrono::Utc;
+
+struct Fixture {
+    db: Db,
+    database: TestDatabase,
+    evaluation: EvaluationId,
+    run: RunId,
+}
+
+async fn fixture() -> Fixture {
+    let database = TestDatabase::create().await;
+    let db = Db::connect_lazy(&database.url, 4).expect("pool");
+    db.migrate().await.expect("migrate");
+    let owner = db
+        .upsert_user("alice", "red", Role::Researcher)
+        .await
+        .expect("user");
+    let spec =
+        EvalSpec::from_value(&serde_json::json!({"name": "n", "image": "i", "command": ["true"]}))
+            .expect("spec");
+    let evaluation = EvaluationId::new();
+    let run = RunId::new();
+    db.insert_evaluation(NewEvaluation {
+        id: evaluation,
+        team_id: owner.team_id,
+        owner_id: owner.user_id,
+        spec: &spec,
+        created_at: Utc::now(),
+        runs: &[NewRun {
+            id: run,
+            task_index: 0,
+            task_id: "default".into(),
+            epoch: 1,
+        }],
+        outbox: &[],
+    })
+    .await
+    .expect("insert");
+    Fixture {
+        db,
+        database,
+        evaluation,
+        run,
+    }
+}
+
+fn events(f: &Fixture, attempt: u32, seqs: std::ops::RangeInclusive<u64>) -> RunReport {
+    RunReport::EventsV1(RunEvents {
+        run_id: f.run,
+        evaluation_id: f.evaluation,
+        attempt,
+        events: seqs
+            .map(|seq| WorkerEvent {
+                seq,
+                ts: Utc::now(),
+                body: if seq % 2 == 0 {
+                    EventBody::Score {
+                        name: "acc".into(),
+                        value: seq as f64,
+                    }
+                } else {
+                    EventBody::Log {
+                        stream: LogStream::Stdout,
+                        message: format!("line {seq}"),
+                        truncated: false,
+                    }
+                },
+            })
+            .collect(),
+    })
+}
+
+fn status(f: &Fixture, attempt: u32, state: RunState) -> RunReport {
+    RunReport::StatusV1(RunStatusChange {
+        run_id: f.run,
+        evaluation_id: f.evaluation,
+        attempt,
+        state,
+        reason: None,
+        exit_code: None,
+        at: Utc::now(),
+    })
+}
+
+#[tokio::test]
+async fn events_are_stored_once_even_when_a_batch_repeats_them() {
+    let f = fixture().await;
+    let applied =
+        f.db.apply_reports(&[
+            events(&f, 1, 1..=4),
+            events(&f, 1, 3..=6),
+            events(&f, 1, 1..=4),
+        ])
+        .await
+        .expect("apply");
+    assert_eq!((applied.events_stored, applied.duplicates), (6, 6));
+    let again =
+        f.db.apply_reports(&[events(&f, 1, 5..=8)])
+            .await
+            .expect("apply again");
+    assert_eq!((again.events_stored, again.duplicates), (2, 2));
+
+    let stored = f.db.run_events(f.run, 0, 100).await.expect("events");
+    let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    let scores = f.db.scores_of(f.evaluation).await.expect("scores");
+    assert_eq!(scores[0].count, 4, "scores 2, 4, 6, 8, each once");
+    assert_eq!(scores[0].mean, 5.0);
+    f.database.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_state_machine_rejects_going_back_and_accepts_a_new_attempt() {
+    let f = fixture().await;
+    let applied =
+        f.db.apply_reports(&[
+            status(&f, 1, RunState::Scheduling),
+            status(&f, 1, RunState::Running),
+            status(&f, 1, RunState::Starting),
+            status(&f, 1, RunState::Running),
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(applied.rejected.len(), 1, "{:?}", applied.rejected);
+    let run = f.db.run(f.run).await.expect("read").expect("run").0;
+    assert_eq!(run.state, RunState::Running);
+
+    let retry =
+        f.db.apply_reports(&[status(&f, 2, RunState::Scheduling)])
+            .await
+            .expect("retry");
+    assert!(retry.rejected.is_empty());
+    let stale =
+        f.db.apply_reports(&[status(&f, 1, RunState::Succeeded)])
+            .await
+            .expect("stale");
+    assert_eq!(
+        stale.rejected.len(),
+        1,
+        "an older attempt's news is ignored"
+    );
+    f.db.apply_reports(&[status(&f, 2, RunState::Succeeded)])
+        .await
+        .expect("finish");
+    let done = f.db.run(f.run).await.expect("read").expect("run").0;
+    assert_eq!((done.state, done.attempt), (RunState::Succeeded, 2));
+    let late =
+        f.db.apply_reports(&[status(&f, 2, RunState::Failed)])
+            .await
+            .expect("late");
+    assert_eq!(late.rejected.len(), 1, "a terminal state never changes");
+    let evaluation =
+        f.db.evaluation(f.evaluation, None)
+            .await
+            .expect("read")
+            .expect("evaluation");
+    assert_eq!(evaluation.status, airlock_core::EvaluationStatus::Succeeded);
+    assert_eq!(evaluation.counts.succeeded, 1);
+    assert_eq!(evaluation.counts.total(), 1);
+    f.database.drop_database().await;
+}
