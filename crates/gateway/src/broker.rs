@@ -47,6 +47,7 @@ impl BrokerTask {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     self.publisher.send_replace(None);
+                    let _ = channel.close(200, "shutting down".into()).await;
                     let _ = connection.close(200, "shutting down".into()).await;
                     return Ok(());
                 }
