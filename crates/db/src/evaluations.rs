@@ -1,5 +1,6 @@
 //! Evaluations and their runs as the gateway creates and reads them.
 
+use airlock_core::event::EventBody;
 use airlock_core::messages::{RunOwner, RunRequested, RunSnapshot};
 use airlock_core::state::StateCounts;
 use airlock_core::{EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState, TeamId, UserId};
@@ -49,12 +50,17 @@ const EVALUATION_COLUMNS: &str = "e.id, e.team_id, e.owner_id, u.name AS owner_n
      e.status, e.counts, e.run_count, e.cancel_requested_at, e.created_at, e.started_at, e.finished_at";
 
 impl Db {
-    /// Creates the evaluation, its runs (queued) and its outbox messages in one
-    /// transaction: either all of it is stored or nothing is.
+    /// Creates the evaluation, its runs (queued, each with its first event saying so) and
+    /// its outbox messages in one transaction: either all of it is stored or nothing is.
     #[tracing::instrument(skip_all, fields(evaluation_id = %new.id, runs = new.runs.len()))]
     pub async fn insert_evaluation(&self, new: NewEvaluation<'_>) -> Result<()> {
         let mut counts = StateCounts::default();
         counts.add(RunState::Queued, new.runs.len() as u64);
+        let queued = EventBody::Status {
+            state: RunState::Queued,
+            reason: None,
+            exit_code: None,
+        };
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO evaluations (id, team_id, owner_id, name, spec, labels, priority, status, counts,
@@ -79,8 +85,8 @@ impl Db {
             let task_ids: Vec<&str> = chunk.iter().map(|r| r.task_id.as_str()).collect();
             let epochs: Vec<i32> = chunk.iter().map(|r| r.epoch as i32).collect();
             sqlx::query(
-                "INSERT INTO runs (id, evaluation_id, task_index, task_id, epoch, created_at, updated_at)
-                 SELECT id, $1, task_index, task_id, epoch, $6, $6
+                "INSERT INTO runs (id, evaluation_id, task_index, task_id, epoch, last_seq, created_at, updated_at)
+                 SELECT id, $1, task_index, task_id, epoch, 1, $6, $6
                  FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::int4[]) AS r(id, task_index, task_id, epoch)",
             )
             .bind(new.id.as_uuid())
@@ -89,6 +95,16 @@ impl Db {
             .bind(&task_ids)
             .bind(&epochs)
             .bind(new.created_at)
+            .execute(&mut *tx)
+            .await?;
+            // Every run's stream begins with its first state, so a timeline is complete.
+            sqlx::query(
+                "INSERT INTO run_events (run_id, seq, attempt, kind, ts, body)
+                 SELECT id, 1, 1, 'status', $2, $3 FROM UNNEST($1::uuid[]) AS r(id)",
+            )
+            .bind(&ids)
+            .bind(new.created_at)
+            .bind(Json(&queued))
             .execute(&mut *tx)
             .await?;
         }

@@ -111,7 +111,18 @@ async fn events_are_stored_once_even_when_a_batch_repeats_them() {
 
     let stored = f.db.run_events(f.run, 0, 100).await.expect("events");
     let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        seqs,
+        (1..=9).collect::<Vec<_>>(),
+        "the queued status, then 8 events"
+    );
+    assert!(matches!(
+        stored[0].body,
+        EventBody::Status {
+            state: RunState::Queued,
+            ..
+        }
+    ));
     let scores = f.db.scores_of(f.evaluation).await.expect("scores");
     assert_eq!(scores[0].count, 4, "scores 2, 4, 6, 8, each once");
     assert_eq!(scores[0].mean, 5.0);

@@ -91,7 +91,7 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
         assert_contiguous(events, 1, &format!("run {run_id}"));
         assert_eq!(
             status_states(events),
-            ["scheduling", "starting", "running", "succeeded"],
+            ["queued", "scheduling", "starting", "running", "succeeded"],
             "run {run_id} went through every state"
         );
         assert!(events.iter().any(
