@@ -180,9 +180,9 @@ async fn invalid_requests_are_refused_with_stable_codes_and_write_nothing() {
     assert_eq!(yaml.status, 201, "{}", yaml.body);
     assert_eq!(yaml.body["spec"]["tasks"][0]["input"]["n"], 1);
     assert!(yaml.headers.get("location").is_some());
-    let error_body_never_leaks = api.get("/api/v1/evaluations?limit=0").await;
-    assert_eq!(error_body_never_leaks.status, 400);
-    assert_eq!(error_body_never_leaks.body["code"], "malformed_request");
+    let zero_limit = api.get("/api/v1/evaluations?limit=0").await;
+    assert_eq!(zero_limit.status, 400);
+    assert_eq!(zero_limit.body["code"], "malformed_request");
     stack.stop().await;
 }
 
