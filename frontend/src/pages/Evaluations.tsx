@@ -27,13 +27,17 @@ import { durationBetween, formatAge, formatDuration, formatMeanStderr, formatTim
 import { useLiveSocket } from "../live/useLiveSocket";
 import { applyListUpdate, type EvaluationUpdate, type Frame } from "../live/evaluationState";
 
-const PAGE_SIZE = 50;
+const PAGE_SIZES = [50, 100, 200];
 
 export function EvaluationsPage() {
   useTitle("Evaluations");
   const { search } = useLocation();
   const filters = useMemo(() => filtersFromSearch(search), [search]);
-  const apiQuery = filtersToApiQuery(filters, PAGE_SIZE);
+  const pageSize = useMemo(() => {
+    const n = Number(new URLSearchParams(search).get("limit"));
+    return PAGE_SIZES.includes(n) ? n : PAGE_SIZES[0];
+  }, [search]);
+  const apiQuery = filtersToApiQuery(filters, pageSize);
   const list = useAsync((signal) => api<EvaluationList>(`/api/v1/evaluations${apiQuery}`, { signal }), apiQuery);
   const now = useNow(5000);
   // Cursors of the pages before this one, so "Previous" works without the server's help.
@@ -42,7 +46,7 @@ export function EvaluationsPage() {
   const setFilters = (change: Partial<ListFilters>) => {
     const next = withFilter(filters, change);
     if (!("cursor" in change)) setHistory([]);
-    navigate(`/${filtersToSearch(next)}`, { replace: !("cursor" in change) });
+    navigate(`/${withLimit(filtersToSearch(next), pageSize)}`, { replace: !("cursor" in change) });
   };
 
   const refetchTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
@@ -139,6 +143,20 @@ export function EvaluationsPage() {
         </div>
       )}
       <nav className="pager" aria-label="Pages">
+        <label className="inline">
+          Per page
+          <select
+            value={pageSize}
+            onChange={(e) => {
+              setHistory([]);
+              navigate(`/${withLimit(filtersToSearch(withFilter(filters, {})), Number(e.target.value))}`, { replace: true });
+            }}
+          >
+            {PAGE_SIZES.map((n) => (
+              <option key={n}>{n}</option>
+            ))}
+          </select>
+        </label>
         <button
           type="button"
           className="secondary"
@@ -165,6 +183,11 @@ export function EvaluationsPage() {
       </nav>
     </div>
   );
+}
+
+function withLimit(search: string, limit: number): string {
+  if (limit === PAGE_SIZES[0]) return search;
+  return `${search}${search ? "&" : "?"}limit=${limit}`;
 }
 
 function Row({ e, now, onLabel }: { e: EvaluationSummary; now: number; onLabel: (l: string) => void }) {

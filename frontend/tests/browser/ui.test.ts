@@ -1,0 +1,199 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { call, finished, launch, quickSpec, shot, signedIn, sleepySpec, stack, submit, until } from "./helpers";
+import type { EvaluationList } from "../../src/api/types";
+
+let browser: Browser;
+beforeAll(async () => {
+  browser = await launch();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+const unique = (p: string) => `${p}-${Date.now().toString(36)}`;
+
+async function headStatus(page: Page) {
+  return page.locator(".page-head .badge").first();
+}
+
+describe("signing in", () => {
+  it("refuses a bad token with the server's message, then signs in and shows who and which team", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const page = await ctx.newPage();
+    await page.goto(stack().url);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await shot(page, "01-sign-in");
+    await page.getByLabel("API token").fill("alk_not_a_real_token");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").waitFor();
+    expect(await page.getByRole("alert").textContent()).toMatch(/401/);
+    await page.getByLabel("API token").fill(stack().token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const who = page.getByTestId("identity");
+    await who.getByText(stack().user).waitFor();
+    expect(await who.textContent()).toContain(stack().team);
+    await page.getByRole("heading", { name: "Evaluations" }).waitFor();
+    await ctx.close();
+  });
+});
+
+describe("the editor", () => {
+  it("places a validation error at its line, then submits and watches the runs succeed live", async () => {
+    const page = await signedIn(browser, "/evaluations/new");
+    const name = unique("editor");
+    const bad = quickSpec(name, 0.75, ["easy", "easy"]);
+    const badLine = bad.split("\n").findIndex((l, i, all) => l.includes("- id: easy") && all.slice(0, i).some((x) => x.includes("- id: easy"))) + 1;
+    const content = page.locator(".cm-content");
+    await content.waitFor();
+    await content.fill(bad);
+    await page.getByRole("button", { name: "Submit evaluation" }).click();
+    const err = page.getByTestId("field-error").first();
+    await err.waitFor();
+    expect(await err.getAttribute("data-line")).toBe(String(badLine));
+    expect(await err.textContent()).toContain(`Line ${badLine}`);
+    expect(await err.textContent()).toContain("tasks[1].id");
+    // The editor marks that very line.
+    const marked = page.locator(".cm-line").nth(badLine - 1).locator(".cm-lintRange-error");
+    await marked.waitFor();
+    await shot(page, "02-editor-validation-error");
+
+    await content.fill(quickSpec(name, 0.75, ["easy", "hard"], 2));
+    await page.getByRole("button", { name: "Submit evaluation" }).click();
+    await page.waitForURL(/\/evaluations\/[0-9a-f-]{36}$/);
+    await page.getByRole("heading", { name }).waitFor();
+    await page.getByTestId("live-indicator").getByText("Live").waitFor();
+    // No reload from here on: the stream carries every change.
+    await page.getByTestId("eval-progress").getByText("4 / 4 runs done").waitFor({ timeout: 90_000 });
+    await (await headStatus(page)).getByText("succeeded").waitFor();
+    expect(await page.locator('[data-testid="run-row"][data-state="succeeded"]').count()).toBe(4);
+    const card = page.locator('[data-testid="score-card"][data-name="accuracy"]');
+    await card.getByTestId("score-count").getByText("4").waitFor();
+    expect(await card.getByTestId("score-mean").textContent()).toBe("0.750");
+    expect(await card.locator("svg .bar").count()).toBeGreaterThan(0);
+    await page.locator("details.spec summary").click();
+    expect(await page.locator("details.spec pre").textContent()).toContain(name);
+    await shot(page, "03-evaluation");
+
+    // A run's page: timeline, log, filters and scores.
+    await page.getByRole("link", { name: "easy" }).first().click();
+    await page.waitForURL(/\/runs\//);
+    await page.getByText("hello from easy epoch", { exact: false }).first().waitFor();
+    await page.getByTestId("timeline-4").getByText("succeeded").waitFor();
+    await page.getByTestId("run-scores").getByText("accuracy = 0.750").waitFor();
+    await page.getByTestId("run-progress").getByText("100%").waitFor();
+    await shot(page, "04-run");
+    await page.getByRole("checkbox", { name: /stdout/ }).uncheck();
+    await page.getByText("a warning line").first().waitFor();
+    expect(await page.getByText("hello from easy epoch").count()).toBe(0);
+    await page.getByRole("checkbox", { name: /stdout/ }).check();
+    await page.getByLabel("Search").fill("HELLO FROM");
+    await page.getByTestId("log-count").getByText(/^1 of \d+ lines$/).waitFor();
+    await page.context().close();
+  });
+});
+
+describe("the evaluations list", () => {
+  it("shows a new evaluation and its progress live, and keeps filters in the URL", async () => {
+    const page = await signedIn(browser, "/");
+    await page.getByTestId("live-indicator").getByText("Live").waitFor();
+    const name = unique("listed");
+    const e = await submit(quickSpec(name, 1));
+    const row = page.locator(`[data-testid="evaluation-row"][data-id="${e.id}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    await row.getByTestId("progress").getByText("2 / 2").waitFor({ timeout: 90_000 });
+    await row.getByText("succeeded").waitFor();
+    expect(await row.getByTestId("score").textContent()).toContain("accuracy");
+    await shot(page, "05-evaluations");
+
+    await page.getByLabel("Name").fill(name);
+    await page.waitForURL(new RegExp(`name=${name}`));
+    await until("the list to show only the match", async () => (await page.getByTestId("evaluation-row").count()) === 1);
+    await page.reload();
+    await page.locator(`[data-testid="evaluation-row"][data-id="${e.id}"]`).waitFor();
+    expect(await page.getByLabel("Name").inputValue()).toBe(name);
+    expect(await page.getByTestId("evaluation-row").count()).toBe(1);
+    await page.getByLabel("Status").selectOption("running");
+    await page.waitForURL(/status=running/);
+    await page.getByText("No evaluation matches these filters").waitFor();
+    await page.context().close();
+  });
+});
+
+describe("cancelling", () => {
+  it("cancels a running evaluation after confirmation", async () => {
+    const name = unique("sleepy");
+    const e = await submit(sleepySpec(name));
+    const page = await signedIn(browser, `/evaluations/${e.id}`);
+    await page.locator('[data-testid="run-row"][data-state="running"]').waitFor({ timeout: 60_000 });
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.getByRole("alertdialog").waitFor();
+    await page.getByRole("button", { name: "Yes, cancel it" }).click();
+    await (await headStatus(page)).getByText("cancelled").waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="run-row"][data-state="cancelled"]').waitFor();
+    expect(await page.getByRole("button", { name: "Cancel" }).isDisabled()).toBe(true);
+    await shot(page, "06-cancelled");
+    await page.context().close();
+  });
+});
+
+describe("comparing", () => {
+  it("shows the per-score delta and per-task differences of two evaluations", async () => {
+    const a = await submit(quickSpec(unique("base"), 0.25, ["t1", "t2"], 2));
+    const b = await submit(quickSpec(unique("cand"), 0.75, ["t1", "t2"], 2));
+    await finished(a.id);
+    await finished(b.id);
+    const page = await signedIn(browser, "/compare");
+    await page.getByLabel("Baseline (A)").selectOption(a.id);
+    await page.getByLabel("Candidate (B)").selectOption(b.id);
+    await page.waitForURL(new RegExp(`a=${a.id}.*b=${b.id}|b=${b.id}.*a=${a.id}`));
+    const row = page.locator('[data-testid="delta-row"][data-name="accuracy"]');
+    await row.waitFor();
+    expect(await row.getByTestId("delta").textContent()).toContain("+0.500");
+    const tasks = page.getByTestId("task-diffs");
+    await tasks.getByText("t1").waitFor();
+    expect(await tasks.locator("tbody tr").count()).toBe(2);
+    expect(await tasks.locator("tbody tr").first().textContent()).toContain("+0.500");
+    await shot(page, "07-compare");
+    await page.context().close();
+  });
+});
+
+describe("deep links", () => {
+  it("opens a run's page cold: sign in, then land where the link pointed", async () => {
+    const list = await call<EvaluationList>("GET", "/api/v1/evaluations?limit=1&sort=newest");
+    const done = list.json.items[0];
+    const full = await call<{ runs: { id: string; task_id: string }[] }>("GET", `/api/v1/evaluations/${done.id}`);
+    const run = full.json.runs[0];
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const page = await ctx.newPage();
+    const res = await page.goto(`${stack().url}/runs/${run.id}`);
+    expect(res?.status()).toBe(200);
+    await page.getByLabel("API token").fill(stack().token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: `Task ${run.task_id}`, exact: false }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/runs/${run.id}`);
+    await page.getByTestId("log-count").waitFor();
+    // A reload keeps the session (session storage) and the page.
+    await page.reload();
+    await page.getByRole("heading", { name: `Task ${run.task_id}`, exact: false }).waitFor();
+    await ctx.close();
+  });
+
+  it("shows an API error for an evaluation that does not exist, not a blank page", async () => {
+    const page = await signedIn(browser, "/evaluations/00000000-0000-0000-0000-000000000000");
+    await page.getByRole("alert").getByText(/404/).waitFor();
+    await page.context().close();
+  });
+});
+
+describe("the system view", () => {
+  it("shows queued and running counts, capacity and the team's quota", async () => {
+    const page = await signedIn(browser, "/system");
+    await page.getByTestId("sys-capacity").waitFor();
+    expect(await page.getByTestId("sys-capacity").textContent()).toMatch(/^\d+$/);
+    expect(await page.getByTestId("sys-why").textContent()).not.toBe("");
+    await shot(page, "08-system");
+    await page.context().close();
+  });
+});
