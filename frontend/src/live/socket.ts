@@ -99,7 +99,8 @@ export class LiveSocket {
   private connect() {
     const resume = this.connectedOnce && this.o.resumeFrom ? this.o.resumeFrom() : null;
     const sep = this.o.url.includes("?") ? "&" : "?";
-    const url = `${this.o.url}${sep}resume=${resume ? "true" : "false"}`;
+    // Streams without per-run resume (the team stream) get no resume parameter at all.
+    const url = this.o.resumeFrom ? `${this.o.url}${sep}resume=${resume ? "true" : "false"}` : this.o.url;
     const protocols = ["airlock.v1"];
     if (this.o.token) protocols.push(`bearer.${this.o.token}`);
     let ws: WebSocketLike;

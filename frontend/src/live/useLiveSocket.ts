@@ -22,7 +22,7 @@ export function useLiveSocket(
     const s = new LiveSocket({
       url: wsUrl(path),
       token: getToken(),
-      resumeFrom: () => resumeRef.current?.() ?? {},
+      resumeFrom: resumeRef.current ? () => resumeRef.current?.() ?? {} : undefined,
       onFrame: (f) => frameRef.current(f),
       onStatus: setStatus,
     });

@@ -91,6 +91,17 @@ describe("LiveSocket", () => {
     expect(h.timers[2].ms).toBe(500);
   });
 
+  it("leaves the resume parameter out for streams that do not resume", () => {
+    const h = harness();
+    h.live.start();
+    h.sockets[0].open();
+    h.sockets[0].drop();
+    h.timers[0].fn();
+    expect(h.sockets[1].url).toBe("ws://h/api/v1/evaluations/e1/stream?events=all");
+    h.sockets[1].open();
+    expect(h.sockets[1].sent).toEqual([]);
+  });
+
   it("caps the backoff", () => {
     const h = harness();
     expect(h.live.backoffDelay(20)).toBe(15000);
