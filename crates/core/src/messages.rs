@@ -171,6 +171,13 @@ pub struct RunSnapshot {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The latest value the run reported per score name.
+    #[serde(default)]
+    pub scores: BTreeMap<String, f64>,
+    /// The seq of the run's latest event when this snapshot was taken: of two snapshots
+    /// of the same run, the one with the higher seq is the newer.
+    #[serde(default)]
+    pub seq: i64,
 }
 
 /// An event as persisted, with its per-run sequence number.
