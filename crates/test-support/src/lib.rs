@@ -7,7 +7,7 @@ pub mod infra;
 pub mod proxy;
 pub mod stack;
 
-pub use client::{Api, Stream, assert_contiguous, seqs};
+pub use client::{Api, SocketAuth, Stream, assert_contiguous, seqs};
 pub use infra::{TestBroker, TestDatabase};
 pub use proxy::Proxy;
 pub use stack::{Service, Stack, StackOptions};
