@@ -31,6 +31,16 @@ pub struct RunLoad {
     pub team_running: u64,
 }
 
+#[derive(sqlx::FromRow)]
+struct OrchestratorRow {
+    instance: String,
+    runtime: String,
+    max_concurrent_runs: i32,
+    team_max_concurrent_runs: Option<i32>,
+    started_at: DateTime<Utc>,
+    seen_at: DateTime<Utc>,
+}
+
 impl Db {
     /// Records that this orchestrator is alive with this capacity.
     pub async fn report_orchestrator(&self, status: &OrchestratorStatus) -> Result<()> {
@@ -76,32 +86,25 @@ impl Db {
 
     /// The orchestrators that reported, most recently seen first.
     pub async fn orchestrators(&self) -> Result<Vec<OrchestratorStatus>> {
-        let rows: Vec<(
-            String,
-            String,
-            i32,
-            Option<i32>,
-            DateTime<Utc>,
-            DateTime<Utc>,
-        )> = sqlx::query_as(
+        let rows: Vec<OrchestratorRow> = sqlx::query_as(
             "SELECT instance, runtime, max_concurrent_runs, team_max_concurrent_runs,
-                        started_at, seen_at
-                 FROM orchestrators ORDER BY seen_at DESC, instance",
+                    started_at, seen_at
+             FROM orchestrators ORDER BY seen_at DESC, instance",
         )
         .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(instance, runtime, max, team_max, started_at, seen_at)| OrchestratorStatus {
-                    instance,
-                    runtime,
-                    max_concurrent_runs: u32::try_from(max).unwrap_or(0),
-                    team_max_concurrent_runs: team_max.and_then(|q| u32::try_from(q).ok()),
-                    started_at,
-                    seen_at,
-                },
-            )
+            .map(|row| OrchestratorStatus {
+                instance: row.instance,
+                runtime: row.runtime,
+                max_concurrent_runs: u32::try_from(row.max_concurrent_runs).unwrap_or(0),
+                team_max_concurrent_runs: row
+                    .team_max_concurrent_runs
+                    .and_then(|q| u32::try_from(q).ok()),
+                started_at: row.started_at,
+                seen_at: row.seen_at,
+            })
             .collect())
     }
 
