@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef } from "react";
+import { flushSync } from "react-dom";
 import type { Frame } from "./evaluationState";
 
 /**
@@ -25,7 +26,9 @@ export function useFrameBatch(apply: (frames: Frame[]) => void): (f: Frame) => v
       scheduled.current = null;
       const frames = pending.current;
       pending.current = [];
-      if (frames.length) applyRef.current(frames);
+      // Render inside this animation frame: a render scheduled as a task of its own would
+      // queue behind the stream's message tasks and show late.
+      if (frames.length) flushSync(() => applyRef.current(frames));
     };
     // Hidden tabs get no animation frames; a timer keeps them current.
     scheduled.current = document.hidden ? (setTimeout(flush, 250) as unknown as number) : requestAnimationFrame(flush);
