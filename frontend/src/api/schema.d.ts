@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the team's evaluations, newest first. */
+        /** List the team's evaluations (newest first unless `sort` says otherwise). */
         get: operations["list"];
         put?: never;
         /** Submit an evaluation spec (JSON or YAML). */
@@ -68,6 +68,23 @@ export interface paths {
         };
         /** Watch an evaluation live (WebSocket). */
         get: operations["stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's user, team and role. */
+        get: operations["me"];
         put?: never;
         post?: never;
         delete?: never;
@@ -138,6 +155,40 @@ export interface paths {
         };
         /** Read a run's events in seq order. */
         get: operations["events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Watch every evaluation of the caller's team live (WebSocket). */
+        get: operations["team_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/system": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Capacity, the team's quota, and the queued and running counts. */
+        get: operations["system"];
         put?: never;
         post?: never;
         delete?: never;
@@ -327,8 +378,6 @@ export interface components {
         EvaluationOut: components["schemas"]["EvaluationSummaryOut"] & {
             /** @description In task then epoch order. */
             runs: components["schemas"]["RunSnapshot"][];
-            /** @description One aggregate per score name. */
-            scores: components["schemas"]["ScoreSummary"][];
             spec: components["schemas"]["EvalSpec"];
         };
         /**
@@ -355,6 +404,8 @@ export interface components {
             priority: components["schemas"]["Priority"];
             /** Format: int32 */
             run_count: number;
+            /** @description One aggregate per score name, by name. */
+            scores: components["schemas"]["ScoreSummary"][];
             /** Format: date-time */
             started_at?: string | null;
             status: components["schemas"]["EvaluationStatus"];
@@ -435,11 +486,42 @@ export interface components {
          * @enum {string}
          */
         LogStream: "stdout" | "stderr" | "events";
+        /** @description Who the caller is. */
+        MeOut: {
+            role: components["schemas"]["Role"];
+            team: string;
+            team_id: components["schemas"]["TeamId"];
+            user: string;
+        };
         /**
          * @description Which network a run may reach.
          * @enum {string}
          */
         NetworkPolicy: "none";
+        /** @description An orchestrator's report of itself. */
+        OrchestratorOut: {
+            /**
+             * Format: int32
+             * @description Sandboxes it runs at once, over all teams.
+             */
+            max_concurrent_runs: number;
+            /** @description Whether it reported recently (within three report intervals). */
+            online: boolean;
+            /** @description `local` or `kubernetes`. */
+            runtime: string;
+            /**
+             * Format: date-time
+             * @description When it last reported.
+             */
+            seen_at: string;
+            /** Format: date-time */
+            started_at: string;
+            /**
+             * Format: int32
+             * @description Sandboxes one team may hold at once; absent when only the capacity limits a team.
+             */
+            team_max_concurrent_runs?: number | null;
+        };
         /**
          * @description Scheduling priority; higher runs first, then first come first served.
          * @enum {string}
@@ -457,6 +539,8 @@ export interface components {
             /** @description Bytes, like `512Mi` or `2Gi`; default `1Gi`. */
             memory: string;
         };
+        /** @enum {string} */
+        Role: "admin" | "researcher" | "viewer";
         /**
          * Format: uuid
          * @description One task x epoch of an evaluation.
@@ -477,6 +561,16 @@ export interface components {
             finished_at?: string | null;
             id: components["schemas"]["RunId"];
             reason?: string | null;
+            /** @description The latest value the run reported per score name. */
+            scores?: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int64
+             * @description The seq of the run's latest event when this snapshot was taken: of two snapshots
+             *     of the same run, the one with the higher seq is the newer.
+             */
+            seq?: number;
             /** Format: date-time */
             started_at?: string | null;
             state: components["schemas"]["RunState"];
@@ -546,6 +640,11 @@ export interface components {
         /** @description What the server sends, one JSON text frame each. */
         StreamOut: {
             evaluation: components["schemas"]["EvaluationSummaryOut"];
+            /**
+             * @description Every run in task then epoch order (only that run with `events=<run id>`);
+             *     present when asked for with `runs=true`.
+             */
+            runs?: components["schemas"]["RunSnapshot"][] | null;
             scores: components["schemas"]["ScoreSummary"][];
             /** @enum {string} */
             type: "snapshot";
@@ -562,6 +661,7 @@ export interface components {
             type: "run";
         } | {
             counts: components["schemas"]["StateCounts"];
+            id: components["schemas"]["EvaluationId"];
             scores: components["schemas"]["ScoreSummary"][];
             status: components["schemas"]["EvaluationStatus"];
             /** @enum {string} */
@@ -571,6 +671,30 @@ export interface components {
             message: string;
             /** @enum {string} */
             type: "error";
+        };
+        /** @description What the platform can run and how busy it is. */
+        SystemOut: {
+            orchestrator?: null | components["schemas"]["OrchestratorOut"];
+            /**
+             * Format: int64
+             * @description Runs of every team not started yet (queued or scheduling).
+             */
+            queued: number;
+            /**
+             * Format: int64
+             * @description Runs of every team holding a sandbox (starting or running).
+             */
+            running: number;
+            /**
+             * Format: int64
+             * @description The caller's team's runs not started yet.
+             */
+            team_queued: number;
+            /**
+             * Format: int64
+             * @description The caller's team's runs holding a sandbox.
+             */
+            team_running: number;
         };
         /** @description One unit of work; runs once per epoch. */
         Task: {
@@ -584,6 +708,8 @@ export interface components {
          * @description A team: the unit of visibility and quota.
          */
         TeamId: string;
+        /** @description Referred to but not defined by the gateway's OpenAPI document. */
+        SortOrder: unknown;
     };
     responses: never;
     parameters: never;
@@ -600,7 +726,13 @@ export interface operations {
                 status?: components["schemas"]["EvaluationStatus"];
                 /** @description Only evaluations carrying this label, as `key=value`; repeat by separating with commas. */
                 label?: string;
-                /** @description From `next_cursor` of the previous page. */
+                /** @description Only evaluations whose name contains this text, ignoring case. */
+                name?: string;
+                /** @description Only evaluations submitted by the user of this name. */
+                owner?: string;
+                /** @description `newest` (default), `oldest`, `name_asc` or `name_desc`. */
+                sort?: components["schemas"]["SortOrder"];
+                /** @description From `next_cursor` of the previous page, listed in the same order. */
                 cursor?: string;
                 /** @description Page size, 1 to 200; default 50. */
                 limit?: number;
@@ -836,6 +968,13 @@ export interface operations {
             query?: {
                 /** @description Wait for a `resume` frame before sending the backlog. */
                 resume?: boolean;
+                /**
+                 * @description Which events to send: `all` (default), `none`, or a run id for that run's only
+                 *     (its run frames only, too).
+                 */
+                events?: string;
+                /** @description Put the runs into the snapshot frame. */
+                runs?: boolean;
             };
             header?: never;
             path: {
@@ -866,6 +1005,35 @@ export interface operations {
             };
             /** @description No such evaluation in your team */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MeOut"];
+                };
+            };
+            /** @description No valid token */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -962,6 +1130,64 @@ export interface operations {
             };
             /** @description No such run in your team */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    team_stream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching to the WebSocket protocol; frames are StreamOut: `backlog_complete`, then `evaluation` per change */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamOut"];
+                };
+            };
+            /** @description No valid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    system: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Capacity and load */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemOut"];
+                };
+            };
+            /** @description No valid token */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -14,41 +14,13 @@ export type StoredEvent = S["StoredEvent"];
 export type StreamOut = S["StreamOut"];
 export type StreamIn = S["StreamIn"];
 
-// Fields of the contract that older documents may lack are optional here, so the UI
-// works with either; the generated type wins where it has them.
-type Compat<T, Extra> = T & Partial<Omit<Extra, keyof T>>;
-
-export type RunSnapshot = Compat<S["RunSnapshot"], { seq: number; scores: Record<string, number> }>;
-export type EvaluationSummary = Compat<S["EvaluationSummaryOut"], { scores: ScoreSummary[] }>;
-export type Evaluation = Compat<S["EvaluationOut"], { scores: ScoreSummary[] }> & {
-  runs: RunSnapshot[];
-};
-export type EvaluationList = { items: EvaluationSummary[]; next_cursor?: string | null };
+export type RunSnapshot = S["RunSnapshot"];
+export type EvaluationSummary = S["EvaluationSummaryOut"];
+export type Evaluation = S["EvaluationOut"];
+export type EvaluationList = S["EvaluationListOut"];
 export type EventList = S["EventListOut"];
-
-type SchemaOr<K extends string, Fallback> = K extends keyof S ? S[K] : Fallback;
-
-export type MeOut = SchemaOr<
-  "MeOut",
-  { user: string; team: string; team_id: string; role: "admin" | "researcher" | "viewer" }
->;
-
-export type SystemOut = SchemaOr<
-  "SystemOut",
-  {
-    orchestrator: {
-      runtime: string;
-      max_concurrent_runs: number;
-      team_max_concurrent_runs?: number | null;
-      seen_at: string;
-      online: boolean;
-    } | null;
-    queued: number;
-    running: number;
-    team_queued: number;
-    team_running: number;
-  }
->;
+export type MeOut = S["MeOut"];
+export type SystemOut = S["SystemOut"];
 
 export const RUN_STATES: RunState[] = [
   "queued",

@@ -194,3 +194,13 @@ export function useNow(ms = 1000): number {
   }, [ms]);
   return now;
 }
+
+/** A labelled form control: the label names the control alone (not its options). */
+export function Field({ id, label, children, className }: { id: string; label: string; children: ReactNode; className?: string }) {
+  return (
+    <div className={`field ${className ?? ""}`}>
+      <label htmlFor={id}>{label}</label>
+      {children}
+    </div>
+  );
+}

@@ -2,7 +2,7 @@ import { useMemo, useState } from "react";
 import { api } from "../api/client";
 import type { Evaluation, EvaluationList } from "../api/types";
 import { Link, navigate, useLocation, useTitle } from "../router";
-import { Empty, ErrorBox, Loading, StatusBadge, useAsync } from "../components/common";
+import { Empty, ErrorBox, Field, Loading, StatusBadge, useAsync } from "../components/common";
 import { formatMeanStderr, formatNumber } from "../lib/format";
 import { perTaskDiffs, scoreDeltas } from "../lib/stats";
 
@@ -120,14 +120,13 @@ function Comparison({ a, b }: { a: string; b: string }) {
         <div className="section-head">
           <h2 id="tasks-h">Per task</h2>
           {deltas.length > 1 && (
-            <label>
-              Score
-              <select value={chosen} onChange={(e) => setScore(e.target.value)}>
+            <Field id="task-score" label="Score">
+              <select id="task-score" value={chosen} onChange={(e) => setScore(e.target.value)}>
                 {deltas.map((d) => (
                   <option key={d.name}>{d.name}</option>
                 ))}
               </select>
-            </label>
+            </Field>
           )}
         </div>
         {tasks.length === 0 ? (

@@ -9,6 +9,7 @@ import {
   CountsText,
   Empty,
   ErrorBox,
+  Field,
   LiveIndicator,
   Loading,
   StatusBadge,
@@ -336,9 +337,8 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
     <section aria-labelledby="runs-h">
       <div className="section-head">
         <h2 id="runs-h">Runs</h2>
-        <label>
-          Show
-          <select value={stateFilter} onChange={(e) => setStateFilter(e.target.value as typeof stateFilter)}>
+        <Field id="runs-state" label="Show">
+          <select id="runs-state" value={stateFilter} onChange={(e) => setStateFilter(e.target.value as typeof stateFilter)}>
             <option value="">All ({all.length})</option>
             <option value="waiting">Waiting ({(counts.queued ?? 0) + (counts.scheduling ?? 0)})</option>
             <option value="problems">Failed, error or timed out ({(counts.failed ?? 0) + (counts.error ?? 0) + (counts.timed_out ?? 0)})</option>
@@ -348,10 +348,9 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
               </option>
             ))}
           </select>
-        </label>
-        <label>
-          Sort by
-          <select value={sort} onChange={(e) => setSort(e.target.value as SortKey)}>
+        </Field>
+        <Field id="runs-sort" label="Sort by">
+          <select id="runs-sort" value={sort} onChange={(e) => setSort(e.target.value as SortKey)}>
             <option value="order">Task, epoch</option>
             <option value="duration_desc">Duration, longest first</option>
             <option value="duration_asc">Duration, shortest first</option>
@@ -364,7 +363,7 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
               </option>,
             ])}
           </select>
-        </label>
+        </Field>
         <span className="muted" role="status">
           {rows.length} shown
         </span>

@@ -8,6 +8,7 @@ import {
   CountsText,
   Empty,
   ErrorBox,
+  Field,
   LiveIndicator,
   Loading,
   StatusBadge,
@@ -264,9 +265,8 @@ function FilterBar({ filters, onChange }: { filters: ListFilters; onChange: (c: 
         onChange(text);
       }}
     >
-      <label>
-        Status
-        <select value={filters.status} onChange={(e) => onChange({ status: e.target.value as ListFilters["status"] })}>
+      <Field id="f-status" label="Status">
+        <select id="f-status" value={filters.status} onChange={(e) => onChange({ status: e.target.value as ListFilters["status"] })}>
           <option value="">Any</option>
           {EVALUATION_STATUSES.map((s) => (
             <option key={s} value={s}>
@@ -274,29 +274,25 @@ function FilterBar({ filters, onChange }: { filters: ListFilters; onChange: (c: 
             </option>
           ))}
         </select>
-      </label>
-      <label>
-        Name
-        <input type="search" value={text.name} placeholder="contains…" onChange={(e) => edit("name", e.target.value)} />
-      </label>
-      <label>
-        Label
-        <input type="search" value={text.label} placeholder="key=value,…" onChange={(e) => edit("label", e.target.value)} />
-      </label>
-      <label>
-        Owner
-        <input type="search" value={text.owner} placeholder="user name" onChange={(e) => edit("owner", e.target.value)} />
-      </label>
-      <label>
-        Sort
-        <select value={filters.sort} onChange={(e) => onChange({ sort: e.target.value as ListFilters["sort"] })}>
+      </Field>
+      <Field id="f-name" label="Name">
+        <input id="f-name" type="search" value={text.name} placeholder="contains…" onChange={(e) => edit("name", e.target.value)} />
+      </Field>
+      <Field id="f-label" label="Label">
+        <input id="f-label" type="search" value={text.label} placeholder="key=value,…" onChange={(e) => edit("label", e.target.value)} />
+      </Field>
+      <Field id="f-owner" label="Owner">
+        <input id="f-owner" type="search" value={text.owner} placeholder="user name" onChange={(e) => edit("owner", e.target.value)} />
+      </Field>
+      <Field id="f-sort" label="Sort">
+        <select id="f-sort" value={filters.sort} onChange={(e) => onChange({ sort: e.target.value as ListFilters["sort"] })}>
           {SORTS.map((s) => (
             <option key={s.key} value={s.key}>
               {s.label}
             </option>
           ))}
         </select>
-      </label>
+      </Field>
       <button type="submit" className="secondary">
         Apply
       </button>

@@ -3,7 +3,7 @@ import { api } from "../api/client";
 import type { EvaluationSummary, RunSnapshot, StoredEvent } from "../api/types";
 import { TERMINAL_STATES } from "../api/types";
 import { Link, useTitle } from "../router";
-import { ErrorBox, LiveIndicator, Loading, StatusBadge, useAsync, useNow } from "../components/common";
+import { ErrorBox, Field, LiveIndicator, Loading, StatusBadge, useAsync, useNow } from "../components/common";
 import { VirtualList } from "../components/VirtualList";
 import { isNewerRun, type Frame } from "../live/evaluationState";
 import { ALL_KINDS, LogBuffer, type LineKind } from "../live/logBuffer";
@@ -251,10 +251,9 @@ function LogViewer({
     <section aria-labelledby="log-h" className="log">
       <div className="section-head">
         <h2 id="log-h">Log</h2>
-        <label className="search">
-          Search
-          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="text in the log" />
-        </label>
+        <Field id="log-search" label="Search" className="search">
+          <input id="log-search" type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="text in the log" />
+        </Field>
         <fieldset className="kinds">
           <legend className="sr-only">Show</legend>
           {(["stdout", "stderr", "event"] as LineKind[]).map((k) => (

@@ -102,18 +102,18 @@ describe("the evaluations list", () => {
     const row = page.locator(`[data-testid="evaluation-row"][data-id="${e.id}"]`);
     await row.waitFor({ timeout: 30_000 });
     await row.getByTestId("progress").getByText("2 / 2").waitFor({ timeout: 90_000 });
-    await row.getByText("succeeded").waitFor();
+    await row.locator(".badge").getByText("succeeded").waitFor();
     expect(await row.getByTestId("score").textContent()).toContain("accuracy");
     await shot(page, "05-evaluations");
 
-    await page.getByLabel("Name").fill(name);
+    await page.getByLabel("Name", { exact: true }).fill(name);
     await page.waitForURL(new RegExp(`name=${name}`));
     await until("the list to show only the match", async () => (await page.getByTestId("evaluation-row").count()) === 1);
     await page.reload();
     await page.locator(`[data-testid="evaluation-row"][data-id="${e.id}"]`).waitFor();
-    expect(await page.getByLabel("Name").inputValue()).toBe(name);
+    expect(await page.getByLabel("Name", { exact: true }).inputValue()).toBe(name);
     expect(await page.getByTestId("evaluation-row").count()).toBe(1);
-    await page.getByLabel("Status").selectOption("running");
+    await page.getByLabel("Status", { exact: true }).selectOption("running");
     await page.waitForURL(/status=running/);
     await page.getByText("No evaluation matches these filters").waitFor();
     await page.context().close();
