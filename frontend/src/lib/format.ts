@@ -15,8 +15,8 @@ export function formatDuration(ms: number): string {
 export function durationBetween(start?: string | null, end?: string | null, now = Date.now()): number | null {
   if (!start) return null;
   const a = Date.parse(start);
-  const b = end ? Date.parse(end) : now;
-  return b - a;
+  const b = end ? Date.parse(end) : Math.max(now, Date.now());
+  return Math.max(0, b - a);
 }
 
 export function formatAge(iso: string, now = Date.now()): string {

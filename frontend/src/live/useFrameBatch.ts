@@ -3,34 +3,40 @@ import { flushSync } from "react-dom";
 import type { Frame } from "./evaluationState";
 
 /**
- * Collects frames and hands them over once per animation frame, so a burst of thousands
- * of frames costs one render instead of thousands.
+ * Collects frames and applies them once per animation frame, rendering inside that
+ * frame: a burst of thousands of frames costs one render, and the render is not a task
+ * of its own queued behind the stream's messages.
  */
-export function useFrameBatch(apply: (frames: Frame[]) => void): (f: Frame) => void {
+export function useFrameBatch(apply: (frames: Frame[]) => void): (frames: Frame[]) => void {
   const pending = useRef<Frame[]>([]);
-  const scheduled = useRef<number | null>(null);
+  const scheduled = useRef<{ raf: number | null; timer: ReturnType<typeof setTimeout> | null }>({ raf: null, timer: null });
   const applyRef = useRef(apply);
   applyRef.current = apply;
 
   useEffect(
     () => () => {
-      if (scheduled.current !== null) cancelAnimationFrame(scheduled.current);
+      const s = scheduled.current;
+      if (s.raf !== null) cancelAnimationFrame(s.raf);
+      if (s.timer !== null) clearTimeout(s.timer);
     },
     [],
   );
 
-  return useCallback((f: Frame) => {
-    pending.current.push(f);
-    if (scheduled.current !== null) return;
+  return useCallback((frames: Frame[]) => {
+    for (const f of frames) pending.current.push(f);
+    const s = scheduled.current;
+    if (s.raf !== null || s.timer !== null) return;
     const flush = () => {
-      scheduled.current = null;
-      const frames = pending.current;
+      if (s.raf !== null) cancelAnimationFrame(s.raf);
+      if (s.timer !== null) clearTimeout(s.timer);
+      s.raf = null;
+      s.timer = null;
+      const batch = pending.current;
       pending.current = [];
-      // Render inside this animation frame: a render scheduled as a task of its own would
-      // queue behind the stream's message tasks and show late.
-      if (frames.length) flushSync(() => applyRef.current(frames));
+      if (batch.length) flushSync(() => applyRef.current(batch));
     };
-    // Hidden tabs get no animation frames; a timer keeps them current.
-    scheduled.current = document.hidden ? (setTimeout(flush, 250) as unknown as number) : requestAnimationFrame(flush);
+    // Hidden tabs get no animation frames; the timer keeps them current all the same.
+    s.raf = requestAnimationFrame(flush);
+    s.timer = setTimeout(flush, 250);
   }, []);
 }

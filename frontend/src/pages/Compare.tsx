@@ -30,7 +30,7 @@ export function ComparePage() {
         {value && !options.some((o) => o.id === value) && <option value={value}>{value}</option>}
         {options.map((o) => (
           <option key={o.id} value={o.id}>
-            {o.name} · {o.status} · {new Date(o.created_at).toLocaleString()} · {o.id.slice(0, 8)}
+            {o.name} · {o.status} · {new Date(o.created_at).toLocaleString()} · {o.id.slice(-8)}
           </option>
         ))}
       </select>

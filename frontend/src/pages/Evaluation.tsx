@@ -52,7 +52,19 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
   const e = live.summary;
   const finished = e.status === "succeeded" || e.status === "failed" || e.status === "cancelled";
   const done = runsDone(e.counts);
-  const dur = durationBetween(e.started_at, e.finished_at, now);
+  // Stream frames carry status and counts, not timestamps: the runs tell when it started and ended.
+  const { startedAt, finishedAt } = useMemo(() => {
+    let first: string | null = e.started_at ?? null;
+    let last: string | null = e.finished_at ?? null;
+    if (!first || (finished && !last)) {
+      for (const r of live.runs.values()) {
+        if (!e.started_at && r.started_at && (!first || r.started_at < first)) first = r.started_at;
+        if (finished && !e.finished_at && r.finished_at && (!last || r.finished_at > last)) last = r.finished_at;
+      }
+    }
+    return { startedAt: first, finishedAt: finished ? last : null };
+  }, [e.started_at, e.finished_at, finished, live.runs, live.runsVersion]);
+  const dur = durationBetween(startedAt, finishedAt, now);
 
   const cancel = async () => {
     setActionError(null);
@@ -109,7 +121,7 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
           {notice}
         </p>
       )}
-      <dl className="facts">
+      <dl className="facts eval-facts">
         <div>
           <dt>Progress</dt>
           <dd>
@@ -134,11 +146,11 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
         </div>
         <div>
           <dt>Started</dt>
-          <dd>{formatTime(e.started_at)}</dd>
+          <dd>{formatTime(startedAt)}</dd>
         </div>
         <div>
           <dt>Finished</dt>
-          <dd>{formatTime(e.finished_at)}</dd>
+          <dd data-testid="eval-finished">{formatTime(finishedAt)}</dd>
         </div>
         <div>
           <dt>Duration</dt>

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { api } from "../api/client";
 import type { EvaluationSummary, RunSnapshot, StoredEvent } from "../api/types";
 import { TERMINAL_STATES } from "../api/types";
@@ -85,11 +85,10 @@ function RunView({ initial }: { initial: RunSnapshot }) {
       setRun((cur) => (isNewerRun(nr, cur) ? nr : cur));
     }
   });
-  const resume = useCallback(() => ({ [initial.id]: buffer.lastSeqSeen }), [buffer, initial.id]);
   const status = useLiveSocket(
     `/api/v1/evaluations/${initial.evaluation_id}/stream?events=${initial.id}&runs=false`,
     onFrame,
-    resume,
+    { resume: true },
   );
 
   // The latest state may come from the stream's status events before a run frame does.

@@ -67,6 +67,7 @@ describe("the editor", () => {
     await page.getByTestId("eval-progress").getByText("4 / 4 runs done").waitFor({ timeout: 90_000 });
     await (await headStatus(page)).getByText("succeeded").waitFor();
     expect(await page.locator('[data-testid="run-row"][data-state="succeeded"]').count()).toBe(4);
+    expect(await page.getByTestId("eval-finished").textContent()).not.toBe("—");
     const card = page.locator('[data-testid="score-card"][data-name="accuracy"]');
     await card.getByTestId("score-count").getByText("4").waitFor();
     expect(await card.getByTestId("score-mean").textContent()).toBe("0.750");
