@@ -160,6 +160,34 @@ describe("comparing", () => {
   });
 });
 
+describe("following a live log", () => {
+  it("follows the tail, pauses when the reader scrolls up, and resumes on request", async () => {
+    const e = await submit(`name: ${unique("chatty")}
+image: alpine
+command: [sh, -c, "i=0; while [ $i -lt 1500 ]; do i=$((i+1)); echo line $i; [ $((i % 50)) -eq 0 ] && sleep 0.2; done"]
+tasks: [{id: talk, input: {}}]
+resources: {cpu: 500m, memory: 64Mi}
+timeout: 5m
+`);
+    const page = await signedIn(browser, `/runs/${e.runs[0].id}`);
+    const count = async () => Number(/(\d+)/.exec((await page.getByTestId("log-count").textContent()) ?? "")?.[1] ?? 0);
+    await until("some lines", async () => (await count()) > 100);
+    // Following: the newest line is on screen.
+    const list = page.locator(".log-list");
+    await list.hover();
+    await page.mouse.wheel(0, -600);
+    await page.getByRole("button", { name: "Follow the tail ↓" }).waitFor();
+    const top = await list.evaluate((el) => el.scrollTop);
+    await until("more lines while paused", async () => (await count()) > 700);
+    expect(await list.evaluate((el) => el.scrollTop)).toBe(top);
+    await page.getByRole("button", { name: "Follow the tail ↓" }).click();
+    await page.getByTestId("timeline-4").getByText("succeeded").waitFor({ timeout: 60_000 });
+    await page.getByText("line 1500", { exact: true }).waitFor();
+    await page.getByText("status → succeeded exit code 0").waitFor();
+    await page.context().close();
+  });
+});
+
 describe("deep links", () => {
   it("opens a run's page cold: sign in, then land where the link pointed", async () => {
     const list = await call<EvaluationList>("GET", "/api/v1/evaluations?limit=1&sort=newest");
