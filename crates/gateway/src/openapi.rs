@@ -24,7 +24,11 @@ use crate::routes::{evaluations, me, runs, stream, system};
         me::me,
         system::system,
     ),
-    components(schemas(stream::StreamIn, airlock_core::spec::FieldError)),
+    components(schemas(
+        stream::StreamIn,
+        evaluations::SortOrder,
+        airlock_core::spec::FieldError
+    )),
     modifiers(&BearerAuth, &Operations),
     tags(
         (name = "evaluations", description = "Evaluations and their live stream"),

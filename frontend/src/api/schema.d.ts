@@ -595,6 +595,11 @@ export interface components {
              */
             stderr?: number | null;
         };
+        /**
+         * @description The order of a listing.
+         * @enum {string}
+         */
+        SortOrder: "newest" | "oldest" | "name_asc" | "name_desc";
         /** @description How many runs are in each state. */
         StateCounts: {
             /** Format: int64 */
@@ -708,8 +713,6 @@ export interface components {
          * @description A team: the unit of visibility and quota.
          */
         TeamId: string;
-        /** @description Referred to but not defined by the gateway's OpenAPI document. */
-        SortOrder: unknown;
     };
     responses: never;
     parameters: never;
