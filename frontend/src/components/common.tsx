@@ -204,3 +204,27 @@ export function Field({ id, label, children, className }: { id: string; label: s
     </div>
   );
 }
+
+/** `value`, but changing at most once per `ms` (the latest value is always delivered). */
+export function useThrottled<T>(value: T, ms: number): T {
+  const [out, setOut] = useState(value);
+  const last = useRef(0);
+  useEffect(() => {
+    if (ms <= 0) {
+      setOut(value);
+      return;
+    }
+    const wait = last.current + ms - Date.now();
+    if (wait <= 0) {
+      last.current = Date.now();
+      setOut(value);
+      return;
+    }
+    const t = setTimeout(() => {
+      last.current = Date.now();
+      setOut(value);
+    }, wait);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return ms <= 0 ? value : out;
+}

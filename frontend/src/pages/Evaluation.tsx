@@ -15,6 +15,7 @@ import {
   StatusBadge,
   useAsync,
   useNow,
+  useThrottled,
 } from "../components/common";
 import { Histogram } from "../components/Histogram";
 import { VirtualList } from "../components/VirtualList";
@@ -210,6 +211,7 @@ function SpecView({ spec }: { spec: unknown }) {
 }
 
 function ScoresSection({ live }: { live: EvaluationLive }) {
+  const version = useThrottled(live.runsVersion, live.runs.size > 2000 ? 500 : 0);
   const values = useMemo(() => {
     const m = new Map<string, number[]>();
     for (const r of live.runs.values()) {
@@ -220,7 +222,7 @@ function ScoresSection({ live }: { live: EvaluationLive }) {
     }
     return m;
     // The map is updated in place; runsVersion says when.
-  }, [live.runsVersion, live.runs]);
+  }, [version, live.runs]);
   return (
     <section aria-labelledby="scores-h">
       <h2 id="scores-h">Scores</h2>
@@ -275,10 +277,12 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
   const [sort, setSort] = useState<SortKey>("order");
   const scoreNames = live.scores.map((s) => s.name);
 
+  // Large evaluations re-sort at most a few times a second while runs change.
+  const version = useThrottled(live.runsVersion, live.runs.size > 2000 ? 250 : 0);
   const all = useMemo(
     () => [...live.runs.values()],
     // The map is updated in place; runsVersion says when.
-    [live.runsVersion, live.runs],
+    [version, live.runs],
   );
   const counts = useMemo(() => {
     const c: Record<string, number> = {};

@@ -96,12 +96,12 @@ labels: {suite: browser}
 `;
 }
 
-/** A spec whose single run prints a line and then sleeps (until cancelled). */
-export function sleepySpec(name: string): string {
+/** A spec whose runs print a line and then sleep (until cancelled). */
+export function sleepySpec(name: string, tasks = 1): string {
   return `name: ${name}
 image: alpine
 command: [sh, -c, "echo started; sleep 300"]
-tasks: [{id: nap, input: {}}]
+tasks: [${Array.from({ length: tasks }, (_, i) => `{id: nap${i + 1}, input: {}}`).join(", ")}]
 resources: {cpu: 100m, memory: 64Mi}
 timeout: 10m
 labels: {suite: browser}

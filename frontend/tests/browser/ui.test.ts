@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { call, finished, launch, quickSpec, shot, signedIn, sleepySpec, stack, submit, until } from "./helpers";
-import type { EvaluationList } from "../../src/api/types";
+import type { Evaluation, EvaluationList } from "../../src/api/types";
+import { TEMPLATES } from "../../src/lib/templates";
 
 let browser: Browser;
 beforeAll(async () => {
@@ -121,20 +122,76 @@ describe("the evaluations list", () => {
   });
 });
 
-describe("cancelling", () => {
-  it("cancels a running evaluation after confirmation", async () => {
+describe("waiting, cancelling and re-running", () => {
+  it("says why a run waits, cancels after confirmation, and re-runs the same spec", async () => {
+    // The stack runs two at once: the third run waits, and says so.
     const name = unique("sleepy");
-    const e = await submit(sleepySpec(name));
+    const e = await submit(sleepySpec(name, 3));
     const page = await signedIn(browser, `/evaluations/${e.id}`);
-    await page.locator('[data-testid="run-row"][data-state="running"]').waitFor({ timeout: 60_000 });
+    try {
+      await waitCancelRerun(page, e, name);
+    } finally {
+      // Whatever happened, free the slots for the tests that follow.
+      await call("POST", `/api/v1/evaluations/${e.id}/cancel`);
+      await page.context().close();
+    }
+  });
+
+  async function waitCancelRerun(page: Page, e: Evaluation, name: string) {
+    await until("two running runs", async () => (await page.locator('[data-testid="run-row"][data-state="running"]').count()) === 2, 60_000);
+    const waiting = page.locator('[data-testid="run-row"][data-state="scheduling"]');
+    await waiting.waitFor();
+    expect(await waiting.locator(".c-reason").textContent()).toMatch(/^Waiting: capacity full: 2 of 2 running/);
+    // The system view answers the same question.
+    await page.getByRole("link", { name: "System" }).click();
+    await page.getByTestId("sys-why").getByText(/Capacity is full \(2 of 2 running\)/).waitFor();
+    expect(await page.getByTestId("sys-queued").textContent()).toBe("1");
+    await shot(page, "08-system-capacity-full");
+    await page.goBack();
+    await page.getByRole("heading", { name }).waitFor();
+
     await page.getByRole("button", { name: "Cancel" }).click();
     await page.getByRole("alertdialog").waitFor();
     await page.getByRole("button", { name: "Yes, cancel it" }).click();
     await (await headStatus(page)).getByText("cancelled").waitFor({ timeout: 60_000 });
-    await page.locator('[data-testid="run-row"][data-state="cancelled"]').waitFor();
+    await until("every run cancelled", async () => (await page.locator('[data-testid="run-row"][data-state="cancelled"]').count()) === 3, 60_000);
     expect(await page.getByRole("button", { name: "Cancel" }).isDisabled()).toBe(true);
     await shot(page, "06-cancelled");
+
+    await page.getByRole("button", { name: "Re-run" }).click();
+    await page.waitForURL((u) => /\/evaluations\/[0-9a-f-]{36}$/.test(u.pathname) && !u.pathname.endsWith(e.id));
+    await page.getByRole("heading", { name }).waitFor();
+    const rerun = new URL(page.url()).pathname.split("/").pop()!;
+    const r = await call<{ spec: { command: string[] }; run_count: number }>("GET", `/api/v1/evaluations/${rerun}`);
+    expect(r.json.spec.command).toEqual(e.spec.command);
+    expect(r.json.run_count).toBe(3);
+    expect((await call("POST", `/api/v1/evaluations/${rerun}/cancel`)).status).toBe(202);
+    await (await headStatus(page)).getByText("cancelled").waitFor({ timeout: 60_000 });
+  }
+
+  it("explains a failed run in plain words", async () => {
+    const e = await submit(`name: ${unique("failing")}
+image: alpine
+command: [sh, -c, "echo 'something broke' >&2; exit 3"]
+resources: {cpu: 100m, memory: 64Mi}
+timeout: 1m
+`);
+    const page = await signedIn(browser, `/evaluations/${e.id}`);
+    const row = page.locator('[data-testid="run-row"][data-state="failed"]');
+    await row.waitFor({ timeout: 60_000 });
+    expect(await row.locator(".c-reason").textContent()).toContain("The program exited with code 3.");
+    await (await headStatus(page)).getByText("failed").waitFor();
     await page.context().close();
+  });
+});
+
+describe("starter templates", () => {
+  it("are accepted by the server", async () => {
+    for (const t of TEMPLATES) {
+      const r = await call<{ id: string; code?: string; details?: unknown }>("POST", "/api/v1/evaluations", t.text, "application/yaml");
+      expect(r.status, `${t.id}: ${JSON.stringify(r.json)}`).toBe(201);
+      await call("POST", `/api/v1/evaluations/${r.json.id}/cancel`);
+    }
   });
 });
 
