@@ -68,13 +68,11 @@ export function EvaluationsPage() {
 
   const dataRef = useRef(list.data);
   dataRef.current = list.data;
-  const seenBacklog = useRef(false);
   const onFrame = useCallback(
     (f: Frame) => {
       if (f.type === "backlog_complete") {
-        // Subscribed: anything that changed before now is in a fresh fetch.
-        if (seenBacklog.current) reload();
-        seenBacklog.current = true;
+        // Subscribed (or resubscribed): whatever changed before now is in a fresh fetch.
+        reload();
         return;
       }
       if (f.type !== "evaluation") return;
