@@ -3,6 +3,7 @@ import type { Browser, Page } from "playwright-core";
 import { call, finished, launch, quickSpec, shot, signedIn, sleepySpec, stack, submit, until } from "./helpers";
 import type { Evaluation, EvaluationList } from "../../src/api/types";
 import { TEMPLATES } from "../../src/lib/templates";
+import { CuttableProxy } from "./proxy";
 
 let browser: Browser;
 beforeAll(async () => {
@@ -242,6 +243,49 @@ timeout: 5m
     await page.getByText("line 1500", { exact: true }).waitFor();
     await page.getByText("status → succeeded exit code 0").waitFor();
     await page.context().close();
+  });
+});
+
+describe("losing the connection", () => {
+  it("shows reconnecting, then resumes the log after the last line seen, without gaps or repeats", async () => {
+    const proxy = new CuttableProxy(new URL(stack().url));
+    const base = await proxy.start();
+    const lines = 2000;
+    const e = await submit(`name: ${unique("flaky-net")}
+image: alpine
+command: [sh, -c, "i=0; while [ $i -lt ${lines} ]; do i=$((i+1)); echo line $i; [ $((i % 100)) -eq 0 ] && sleep 0.3; done"]
+tasks: [{id: talk, input: {}}]
+resources: {cpu: 500m, memory: 64Mi}
+timeout: 5m
+`);
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    try {
+      const page = await ctx.newPage();
+      await page.goto(`${base}/runs/${e.runs[0].id}`);
+      await page.getByLabel("API token").fill(stack().token);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      const indicator = page.getByTestId("live-indicator");
+      await indicator.getByText("Live").waitFor();
+      const stdout = async () => Number(/stdout \((\d+)\)/.exec((await page.locator(".kinds").textContent()) ?? "")?.[1] ?? 0);
+      await until("some lines", async () => (await stdout()) >= 200);
+      proxy.cut();
+      await indicator.getByText("Reconnecting…").waitFor();
+      const before = await stdout();
+      expect(before).toBeLessThan(lines);
+      proxy.restore();
+      await indicator.getByText("Live").waitFor({ timeout: 60_000 });
+      await page.getByTestId("timeline-4").getByText("succeeded").waitFor({ timeout: 90_000 });
+      // Every line exactly once: as many stdout lines as the program wrote, numbered in order.
+      await until("all lines", async () => (await stdout()) === lines);
+      await page.getByLabel("Search").fill(`line ${lines}`);
+      await page.getByTestId("log-count").getByText(/^1 of \d+ lines$/).waitFor();
+      await page.getByLabel("Search").fill("line 1");
+      // line 1, 10-19, 100-199, 1000-1999: 1 + 10 + 100 + 1000
+      await page.getByTestId("log-count").getByText(/^1111 of \d+ lines$/).waitFor();
+    } finally {
+      await ctx.close();
+      await proxy.stop();
+    }
   });
 });
 
