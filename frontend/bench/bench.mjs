@@ -130,8 +130,9 @@ async function main() {
       await page.locator('[data-testid="run-row"]').first().waitFor({ timeout: 60000 });
       evalTimes.push(await page.evaluate(() => performance.now()));
     }
-    const scroll = await page.evaluate(async () => {
+    const scrollOnce = () => page.evaluate(async () => {
       const el = document.querySelector(".runs-table");
+      el.scrollTop = 0;
       const frames = [];
       let last = performance.now();
       const end = el.scrollHeight - el.clientHeight;
@@ -147,12 +148,14 @@ async function main() {
       });
       return frames.slice(1);
     });
+    const firstPass = await scrollOnce();
+    const scroll = await scrollOnce();
     const sortStart = Date.now();
     await page.getByLabel("Sort by").selectOption("duration_desc");
     await page.waitForFunction(() => document.querySelector(".runs-table"));
     const sortMs = Date.now() - sortStart;
     console.log(
-      `BENCH evaluation_10k_runs first rows ${median(evalTimes).toFixed(0)} ms (median of 3 loads, from navigation start); scrolling the whole table: mean frame ${(scroll.reduce((a, b) => a + b, 0) / scroll.length).toFixed(1)} ms, p95 ${pct(scroll, 0.95).toFixed(1)} ms over ${scroll.length} frames; re-sort by duration ${sortMs} ms`,
+      `BENCH evaluation_10k_runs first rows ${median(evalTimes).toFixed(0)} ms (median of 3 loads, from navigation start); scrolling the whole table 900 px per frame: first pass mean frame ${(firstPass.reduce((a, b) => a + b, 0) / firstPass.length).toFixed(1)} ms (p95 ${pct(firstPass, 0.95).toFixed(1)}), second pass mean ${(scroll.reduce((a, b) => a + b, 0) / scroll.length).toFixed(1)} ms (median ${median(scroll).toFixed(1)}, p95 ${pct(scroll, 0.95).toFixed(1)}) over ${scroll.length} frames; re-sort by duration ${sortMs} ms`,
     );
 
     // 3. 100,000 log lines streaming into an open run page.

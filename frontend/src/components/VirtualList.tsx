@@ -67,6 +67,8 @@ export function VirtualList({
         programmatic.current = false;
         return;
       }
+      // Reading the heights forces a layout: only lists that care about the bottom pay it.
+      if (!onAtBottomChange) return;
       const bottom = el.scrollTop + el.clientHeight >= el.scrollHeight - rowHeight;
       if (bottom !== atBottom.current) {
         atBottom.current = bottom;
@@ -92,11 +94,14 @@ export function VirtualList({
 
   const first = Math.max(0, Math.floor(scrollTop / rowHeight) - overscan);
   const last = Math.min(count, Math.ceil((scrollTop + viewport) / rowHeight) + overscan);
+  // Rows are keyed by slot, not index: scrolling reuses the same elements with new
+  // content instead of creating and removing them.
+  const slots = Math.ceil(viewport / rowHeight) + 2 * overscan + 2;
   const rows: ReactNode[] = [];
   for (let i = first; i < last; i++) {
     rows.push(
       <div
-        key={i}
+        key={i % slots}
         className="vrow"
         role={role === "list" ? "listitem" : "row"}
         aria-rowindex={role === "list" ? undefined : i + 2}

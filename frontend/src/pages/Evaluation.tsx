@@ -1,4 +1,4 @@
-import { useMemo, useState } from "react";
+import { useMemo, useRef, useState } from "react";
 import { api } from "../api/client";
 import type { Evaluation, RunSnapshot, RunState } from "../api/types";
 import { RUN_STATES } from "../api/types";
@@ -185,25 +185,31 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
 
 function SpecView({ spec }: { spec: unknown }) {
   const text = useMemo(() => JSON.stringify(spec, null, 2), [spec]);
-  const [copied, setCopied] = useState(false);
+  const [copied, setCopied] = useState<"" | "copied" | "selected">("");
+  const pre = useRef<HTMLPreElement>(null);
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(text);
-      setCopied(true);
-      setTimeout(() => setCopied(false), 2000);
+      setCopied("copied");
     } catch {
-      setCopied(false);
+      // No clipboard access (e.g. not a secure context): select it for Ctrl+C instead.
+      const sel = window.getSelection();
+      if (pre.current && sel) {
+        sel.selectAllChildren(pre.current);
+        setCopied("selected");
+      }
     }
+    setTimeout(() => setCopied(""), 2500);
   };
   return (
     <details className="spec card">
       <summary>Spec</summary>
       <div className="spec-actions">
         <button type="button" className="secondary small" onClick={copy}>
-          {copied ? "Copied" : "Copy"}
+          {copied === "copied" ? "Copied" : copied === "selected" ? "Selected: press Ctrl+C" : "Copy"}
         </button>
       </div>
-      <pre tabIndex={0} aria-label="Spec as JSON">
+      <pre ref={pre} tabIndex={0} aria-label="Spec as JSON">
         {text}
       </pre>
     </details>
