@@ -15,6 +15,7 @@ export type StreamOut = S["StreamOut"];
 export type StreamIn = S["StreamIn"];
 
 export type RunSnapshot = S["RunSnapshot"];
+export type SortOrder = S["SortOrder"];
 export type EvaluationSummary = S["EvaluationSummaryOut"];
 export type Evaluation = S["EvaluationOut"];
 export type EvaluationList = S["EvaluationListOut"];

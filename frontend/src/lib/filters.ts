@@ -1,7 +1,7 @@
 // The evaluations list's filters, kept in the URL so a view can be shared.
-import type { EvaluationStatus } from "../api/types";
+import type { EvaluationStatus, SortOrder } from "../api/types";
 
-export type SortKey = "newest" | "oldest" | "name_asc" | "name_desc";
+export type SortKey = SortOrder;
 export const SORTS: { key: SortKey; label: string }[] = [
   { key: "newest", label: "Newest first" },
   { key: "oldest", label: "Oldest first" },

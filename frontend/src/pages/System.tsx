@@ -4,6 +4,7 @@ import type { SystemOut } from "../api/types";
 import { useTitle } from "../router";
 import { ErrorBox, Loading, useAsync } from "../components/common";
 import { formatTime } from "../lib/format";
+import { explain } from "../lib/system";
 import { useSession } from "../auth/session";
 
 const REFRESH_MS = 5000;
@@ -58,18 +59,6 @@ export function SystemPage() {
       )}
     </div>
   );
-}
-
-export function explain(s: SystemOut, teamLimit: number | null): string {
-  const o = s.orchestrator;
-  if (!o) return "No orchestrator is connected, so nothing can start.";
-  if (!o.online) return "The orchestrator has stopped reporting; runs wait until it is back.";
-  if (s.team_queued === 0) return "Nothing of your team is waiting.";
-  if (s.running >= o.max_concurrent_runs)
-    return `Capacity is full (${s.running} of ${o.max_concurrent_runs} running); waiting runs start in priority order, then first come.`;
-  if (o.team_max_concurrent_runs != null && teamLimit != null && s.team_running >= teamLimit)
-    return `Your team's quota is full (${s.team_running} of ${teamLimit} running); your waiting runs start as these finish.`;
-  return "There is room: waiting runs should start within moments.";
 }
 
 function Stat({ label, value, testid }: { label: string; value: number | string; testid?: string }) {
