@@ -3,6 +3,7 @@ import { api } from "../api/client";
 import type { Evaluation, RunSnapshot, RunState } from "../api/types";
 import { RUN_STATES } from "../api/types";
 import { Link, navigate, useTitle } from "../router";
+import { useSession } from "../auth/session";
 import {
   ConfirmButton,
   CountsBar,
@@ -49,6 +50,8 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
   const status = useLiveSocket(`/api/v1/evaluations/${initial.id}/stream?events=none&runs=true`, onFrame);
   const [actionError, setActionError] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  // Viewers read; researchers and admins also submit and cancel.
+  const canWrite = useSession().me?.role !== "viewer";
   const now = useNow(1000);
   const e = live.summary;
   const finished = e.status === "succeeded" || e.status === "failed" || e.status === "cancelled";
@@ -102,10 +105,10 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
             question={`Cancel “${e.name}”? Runs not yet finished will stop.`}
             confirmLabel="Yes, cancel it"
             onConfirm={cancel}
-            disabled={finished || !!e.cancel_requested_at}
+            disabled={!canWrite || finished || !!e.cancel_requested_at}
             danger
           />
-          <button type="button" className="secondary" onClick={rerun}>
+          <button type="button" className="secondary" onClick={rerun} disabled={!canWrite} title={canWrite ? undefined : "Viewers cannot submit"}>
             Re-run
           </button>
           <Link className="button secondary" href={`/evaluations/new?from=${e.id}`}>

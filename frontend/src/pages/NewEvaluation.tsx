@@ -10,6 +10,7 @@ import { api, ApiError } from "../api/client";
 import type { Evaluation, FieldError } from "../api/types";
 import { navigate, useLocation, useTitle } from "../router";
 import { ErrorBox } from "../components/common";
+import { useSession } from "../auth/session";
 import { TEMPLATES } from "../lib/templates";
 import { locatePath, yamlSyntaxErrors } from "../lib/yamlPaths";
 
@@ -32,6 +33,7 @@ export default function NewEvaluationPage() {
   const [failure, setFailure] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const [syntax, setSyntax] = useState<string | null>(null);
+  const viewer = useSession().me?.role === "viewer";
 
   useEffect(() => {
     const initial = sessionStorage.getItem(DRAFT_KEY) ?? TEMPLATES[0].text;
@@ -196,6 +198,11 @@ export default function NewEvaluationPage() {
         </div>
       )}
       {failure !== null && errors.length === 0 && <ErrorBox error={failure} />}
+      {viewer && (
+        <p className="notice" role="status">
+          Your role is viewer: you can edit here, but only researchers and admins can submit.
+        </p>
+      )}
       <div className="actions">
         <button type="button" onClick={submit} disabled={busy}>
           {busy ? "Submitting…" : "Submit evaluation"}
