@@ -123,6 +123,29 @@ describe("the evaluations list", () => {
   });
 });
 
+describe("paging", () => {
+  it("pages through a filtered, sorted list with the cursor in the URL", async () => {
+    const prefix = unique("paged");
+    for (let i = 0; i < 55; i++) {
+      const e = await submit(`name: ${prefix}-${String(i).padStart(2, "0")}\nimage: alpine\ncommand: ["true"]\n`);
+      await call("POST", `/api/v1/evaluations/${e.id}/cancel`);
+    }
+    const page = await signedIn(browser, `/?name=${prefix}&sort=name_desc`);
+    const rows = page.getByTestId("evaluation-row");
+    await until("a full first page", async () => (await rows.count()) === 50);
+    expect(await rows.first().locator(".name").textContent()).toBe(`${prefix}-54`);
+    await page.getByRole("button", { name: "Next page →" }).click();
+    await page.waitForURL(/cursor=/);
+    await until("the last five", async () => (await rows.count()) === 5);
+    expect(await rows.last().locator(".name").textContent()).toBe(`${prefix}-00`);
+    expect(await page.getByRole("button", { name: "Next page →" }).isDisabled()).toBe(true);
+    await page.getByRole("button", { name: "← Previous page" }).click();
+    await until("the first page again", async () => (await rows.count()) === 50 && !page.url().includes("cursor="));
+    expect(await rows.first().locator(".name").textContent()).toBe(`${prefix}-54`);
+    await page.context().close();
+  });
+});
+
 describe("waiting, cancelling and re-running", () => {
   it("says why a run waits, cancels after confirmation, and re-runs the same spec", async () => {
     // The stack runs two at once: the third run waits, and says so.
