@@ -123,6 +123,22 @@ describe("the evaluations list", () => {
   });
 });
 
+describe("editing a copy", () => {
+  it("opens an evaluation's spec in the editor as YAML, and a template replaces it", async () => {
+    const name = unique("copied");
+    const e = await submit(quickSpec(name, 0.5));
+    const page = await signedIn(browser, `/evaluations/${e.id}`);
+    await page.getByRole("link", { name: "Edit as new" }).click();
+    await page.waitForURL(/\/evaluations\/new\?from=/);
+    const content = page.locator(".cm-content");
+    await content.getByText(`name: ${name}`).waitFor();
+    expect(await content.textContent()).toContain("epochs: 1");
+    await page.getByLabel("Start from a template").selectOption("graded");
+    await content.getByText("name: graded").waitFor();
+    await page.context().close();
+  });
+});
+
 describe("paging", () => {
   it("pages through a filtered, sorted list with the cursor in the URL", async () => {
     const prefix = unique("paged");
