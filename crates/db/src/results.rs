@@ -401,30 +401,34 @@ async fn finish_evaluation(
     evaluation_id: EvaluationId,
     work: EvaluationWork,
 ) -> Result<EvaluationUpdate> {
-    let (team_id, Json(mut counts)): (Uuid, Json<StateCounts>) =
-        sqlx::query_as("SELECT team_id, counts FROM evaluations WHERE id = $1 FOR UPDATE")
-            .bind(evaluation_id.as_uuid())
-            .fetch_one(&mut **tx)
-            .await?;
+    let mut row: EvaluationProgress = sqlx::query_as(
+        "SELECT team_id, counts, started_at, finished_at, cancel_requested_at
+         FROM evaluations WHERE id = $1 FOR UPDATE",
+    )
+    .bind(evaluation_id.as_uuid())
+    .fetch_one(&mut **tx)
+    .await?;
+    let counts = &mut row.counts.0;
     for (state, delta) in &work.deltas {
         let state: RunState = state.parse().map_err(corrupt)?;
         let next = (counts.get(state) as i64 + delta).max(0) as u64;
         counts.set(state, next);
     }
-    let status = EvaluationStatus::derive(&counts);
+    let status = EvaluationStatus::derive(counts);
     if !work.deltas.is_empty() {
-        sqlx::query(
+        (row.started_at, row.finished_at) = sqlx::query_as(
             "UPDATE evaluations SET counts = $2, status = $3, updated_at = now(),
                     started_at = CASE WHEN $4 AND started_at IS NULL THEN now() ELSE started_at END,
                     finished_at = CASE WHEN $5 THEN COALESCE(finished_at, now()) ELSE NULL END
-             WHERE id = $1",
+             WHERE id = $1
+             RETURNING started_at, finished_at",
         )
         .bind(evaluation_id.as_uuid())
-        .bind(Json(&counts))
+        .bind(Json(&*counts))
         .bind(status.as_str())
         .bind(status != EvaluationStatus::Queued)
         .bind(status.is_terminal())
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
     }
     let mut scores = Vec::with_capacity(work.scores.len());
@@ -464,11 +468,24 @@ async fn finish_evaluation(
     }
     Ok(EvaluationUpdate {
         evaluation_id,
-        team_id: TeamId::from(team_id),
+        team_id: TeamId::from(row.team_id),
         status,
-        counts,
+        counts: row.counts.0,
         runs: work.runs,
         events: work.events,
         scores,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        cancel_requested_at: row.cancel_requested_at,
     })
+}
+
+/// An evaluation's row as the result-processor updates it.
+#[derive(sqlx::FromRow)]
+struct EvaluationProgress {
+    team_id: Uuid,
+    counts: Json<StateCounts>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    cancel_requested_at: Option<DateTime<Utc>>,
 }

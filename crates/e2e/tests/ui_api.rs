@@ -144,6 +144,18 @@ async fn listings_sort_and_filter_by_name_and_owner_and_carry_scores() {
         "each listed evaluation carries its score aggregates"
     );
 
+    let without_runs = alice
+        .get(&format!("/api/v1/evaluations/{}?runs=false", ids[0]))
+        .await;
+    assert_eq!(
+        (
+            without_runs.status,
+            &without_runs.body["runs"],
+            &without_runs.body["name"]
+        ),
+        (200, &json!([]), &json!("Alpha one")),
+        "runs=false leaves the runs to the stream"
+    );
     let evaluation = alice.evaluation(&ids[0]).await;
     for run in evaluation["runs"].as_array().expect("runs") {
         assert_eq!(
@@ -386,6 +398,12 @@ async fn the_team_stream_reports_every_change_to_the_teams_evaluations_and_no_ot
     );
     let last = frames.last().expect("frames");
     assert_eq!(last["counts"]["succeeded"], 1);
+    let stored = red.evaluation(&ours).await;
+    assert_eq!(
+        (&last["started_at"], &last["finished_at"]),
+        (&stored["started_at"], &stored["finished_at"]),
+        "frames carry the evaluation's timing"
+    );
     assert!(
         frames.iter().any(|f| f["scores"]
             .as_array()

@@ -66,7 +66,7 @@ pub struct EvaluationOut {
     #[serde(flatten)]
     pub summary: EvaluationSummaryOut,
     pub spec: EvalSpec,
-    /// In task then epoch order.
+    /// In task then epoch order; empty when read with `runs=false`.
     pub runs: Vec<RunSnapshot>,
 }
 

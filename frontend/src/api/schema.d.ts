@@ -376,7 +376,7 @@ export interface components {
         };
         /** @description An evaluation with its spec, runs and score aggregates. */
         EvaluationOut: components["schemas"]["EvaluationSummaryOut"] & {
-            /** @description In task then epoch order. */
+            /** @description In task then epoch order; empty when read with `runs=false`. */
             runs: components["schemas"]["RunSnapshot"][];
             spec: components["schemas"]["EvalSpec"];
         };
@@ -562,7 +562,7 @@ export interface components {
             id: components["schemas"]["RunId"];
             reason?: string | null;
             /** @description The latest value the run reported per score name. */
-            scores?: {
+            scores: {
                 [key: string]: number;
             };
             /**
@@ -570,7 +570,7 @@ export interface components {
              * @description The seq of the run's latest event when this snapshot was taken: of two snapshots
              *     of the same run, the one with the higher seq is the newer.
              */
-            seq?: number;
+            seq: number;
             /** Format: date-time */
             started_at?: string | null;
             state: components["schemas"]["RunState"];
@@ -665,9 +665,15 @@ export interface components {
             /** @enum {string} */
             type: "run";
         } | {
+            /** Format: date-time */
+            cancel_requested_at?: string | null;
             counts: components["schemas"]["StateCounts"];
+            /** Format: date-time */
+            finished_at?: string | null;
             id: components["schemas"]["EvaluationId"];
             scores: components["schemas"]["ScoreSummary"][];
+            /** Format: date-time */
+            started_at?: string | null;
             status: components["schemas"]["EvaluationStatus"];
             /** @enum {string} */
             type: "evaluation";
@@ -868,7 +874,13 @@ export interface operations {
     };
     read: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Include the runs (default true); `false` leaves `runs` empty, for a client that
+                 *     takes them from the stream's snapshot instead.
+                 */
+                runs?: boolean;
+            };
             header?: never;
             path: {
                 /** @description Evaluation id */

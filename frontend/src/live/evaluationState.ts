@@ -7,7 +7,6 @@ import type {
   StateCounts,
   EvaluationStatus,
 } from "../api/types";
-import { TERMINAL_STATES } from "../api/types";
 
 export interface EvaluationLive {
   summary: EvaluationSummary;
@@ -37,18 +36,18 @@ export function mergeScores(current: ScoreSummary[], changed: ScoreSummary[]): S
   return sortScores([...byName.values()]);
 }
 
-/**
- * Whether `incoming` should replace `current`: the snapshot with the higher seq wins.
- * Without seqs, a terminal state is never replaced by a non-terminal one.
- */
+/** Whether `incoming` should replace `current`: of two snapshots, the higher seq is newer. */
 export function isNewerRun(incoming: RunSnapshot, current: RunSnapshot | undefined): boolean {
-  if (!current) return true;
-  if (typeof incoming.seq === "number" && typeof current.seq === "number") {
-    return incoming.seq > current.seq;
+  return !current || incoming.seq > current.seq;
+}
+
+/** The timing fields an `evaluation` frame carries, where it carries them. */
+function timing(frame: Frame): Partial<EvaluationSummary> {
+  const out: Partial<EvaluationSummary> = {};
+  for (const key of ["started_at", "finished_at", "cancel_requested_at"] as const) {
+    if (key in frame) out[key] = (frame[key] as string | null) ?? null;
   }
-  if (incoming.attempt !== current.attempt) return incoming.attempt > current.attempt;
-  if (TERMINAL_STATES.has(current.state) && !TERMINAL_STATES.has(incoming.state)) return false;
-  return true;
+  return out;
 }
 
 /** Applies one stream frame; returns the same object when nothing changed. */
@@ -86,6 +85,7 @@ export function applyFrame(state: EvaluationLive, frame: Frame): EvaluationLive 
           ...state.summary,
           status: frame.status as EvaluationStatus,
           counts: frame.counts as StateCounts,
+          ...timing(frame),
         },
         scores: mergeScores(state.scores, (frame.scores as ScoreSummary[]) ?? []),
       };
@@ -100,6 +100,9 @@ export interface EvaluationUpdate {
   status: EvaluationStatus;
   counts: StateCounts;
   scores?: ScoreSummary[];
+  started_at?: string | null;
+  finished_at?: string | null;
+  cancel_requested_at?: string | null;
 }
 
 /**
@@ -118,6 +121,7 @@ export function applyListUpdate(
     status: u.status,
     counts: u.counts,
     scores: mergeScores(cur.scores ?? [], u.scores ?? []),
+    ...timing(u as unknown as Frame),
   };
   const out = items.slice();
   out[i] = next;

@@ -27,7 +27,7 @@ import { durationBetween, formatDuration, formatNumber, formatTime, runsDone } f
 import { needsReason, runReason } from "../lib/reasons";
 
 export function EvaluationPage({ id }: { id: string }) {
-  const loaded = useAsync((signal) => api<Evaluation>(`/api/v1/evaluations/${encodeURIComponent(id)}`, { signal }), id);
+  const loaded = useAsync((signal) => api<Evaluation>(`/api/v1/evaluations/${encodeURIComponent(id)}?runs=false`, { signal }), id);
   useTitle(loaded.data?.name ?? "Evaluation");
   if (loaded.error !== null && !loaded.data) {
     return (
@@ -56,18 +56,8 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
   const e = live.summary;
   const finished = e.status === "succeeded" || e.status === "failed" || e.status === "cancelled";
   const done = runsDone(e.counts);
-  // Stream frames carry status and counts, not timestamps: the runs tell when it started and ended.
-  const { startedAt, finishedAt } = useMemo(() => {
-    let first: string | null = e.started_at ?? null;
-    let last: string | null = e.finished_at ?? null;
-    if (!first || (finished && !last)) {
-      for (const r of live.runs.values()) {
-        if (!e.started_at && r.started_at && (!first || r.started_at < first)) first = r.started_at;
-        if (finished && !e.finished_at && r.finished_at && (!last || r.finished_at > last)) last = r.finished_at;
-      }
-    }
-    return { startedAt: first, finishedAt: finished ? last : null };
-  }, [e.started_at, e.finished_at, finished, live.runs, live.runsVersion]);
+  const startedAt = e.started_at ?? null;
+  const finishedAt = finished ? (e.finished_at ?? null) : null;
   const dur = durationBetween(startedAt, finishedAt, now);
 
   const cancel = async () => {

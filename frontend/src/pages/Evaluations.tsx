@@ -29,7 +29,6 @@ import { useLiveSocket } from "../live/useLiveSocket";
 import { applyListUpdate, type EvaluationUpdate, type Frame } from "../live/evaluationState";
 
 const PAGE_SIZES = [50, 100, 200];
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
 export function EvaluationsPage() {
   useTitle("Evaluations");
@@ -79,7 +78,6 @@ export function EvaluationsPage() {
       const u = f as unknown as EvaluationUpdate;
       const d = dataRef.current;
       if (!d) return;
-      const before = d.items.find((x) => x.id === u.id);
       const r = applyListUpdate(d.items, u);
       const known = r.known;
       if (known) {
@@ -89,8 +87,6 @@ export function EvaluationsPage() {
       }
       if (!known && firstPage) scheduleRefetch();
       else if (known && statusFilter && u.status !== statusFilter) scheduleRefetch();
-      // Updates carry no timestamps: a start or an end is read back with the page.
-      else if (known && u.status !== before?.status && (before?.status === "queued" || FINISHED.has(u.status))) scheduleRefetch();
     },
     [firstPage, statusFilter, reload, scheduleRefetch, list.setData],
   );

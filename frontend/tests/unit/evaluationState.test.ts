@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Evaluation, RunSnapshot } from "../../src/api/types";
 import { applyFrame, applyListUpdate, fromEvaluation, isNewerRun, mergeScores } from "../../src/live/evaluationState";
 
-function run(id: string, state: string, seq?: number, extra: Partial<RunSnapshot> = {}): RunSnapshot {
+function run(id: string, state: string, seq: number, extra: Partial<RunSnapshot> = {}): RunSnapshot {
   return {
     id,
     evaluation_id: "e1",
@@ -11,7 +11,8 @@ function run(id: string, state: string, seq?: number, extra: Partial<RunSnapshot
     attempt: 1,
     state: state as RunSnapshot["state"],
     created_at: "2026-01-01T00:00:00Z",
-    ...(seq === undefined ? {} : { seq }),
+    seq,
+    scores: {},
     ...extra,
   };
 }
@@ -56,9 +57,9 @@ describe("run snapshots", () => {
   });
 
   it("without seqs, never replace a terminal state by a live one", () => {
-    expect(isNewerRun(run("r", "running"), run("r", "succeeded"))).toBe(false);
-    expect(isNewerRun(run("r", "succeeded"), run("r", "running"))).toBe(true);
-    expect(isNewerRun(run("r", "queued", undefined, { attempt: 2 }), run("r", "error"))).toBe(true);
+    expect(isNewerRun(run("r", "running", 3), run("r", "succeeded", 7))).toBe(false);
+    expect(isNewerRun(run("r", "succeeded", 7), run("r", "running", 3))).toBe(true);
+    expect(isNewerRun(run("r", "running", 7), run("r", "running", 7))).toBe(false);
   });
 });
 

@@ -390,12 +390,20 @@ pub(crate) async fn visible_evaluation(
         .ok_or_else(|| ApiError::not_found("evaluation"))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// Include the runs (default true); `false` leaves `runs` empty, for a client that
+    /// takes them from the stream's snapshot instead.
+    runs: Option<bool>,
+}
+
 /// Read one evaluation with its runs and score aggregates.
 #[utoipa::path(
     get,
     path = "/api/v1/evaluations/{id}",
     tag = "evaluations",
-    params(("id" = String, Path, description = "Evaluation id")),
+    params(("id" = String, Path, description = "Evaluation id"), ReadQuery),
     responses(
         (status = 200, description = "The evaluation", body = EvaluationOut),
         (status = 401, description = "No valid token", body = ErrorOut),
@@ -407,10 +415,17 @@ pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationOut>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
     let id = evaluation.id;
-    let runs = state.db.runs_of(id).await?;
+    let runs = if query.runs.unwrap_or(true) {
+        state.db.runs_of(id).await?
+    } else {
+        Vec::new()
+    };
     let scores = state.db.scores_of(id).await?;
     Ok(Json(EvaluationOut {
         summary: EvaluationSummaryOut::new(&evaluation, scores),

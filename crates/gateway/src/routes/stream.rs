@@ -28,6 +28,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -73,6 +74,9 @@ pub enum StreamOut {
         status: EvaluationStatus,
         counts: StateCounts,
         scores: Vec<ScoreSummary>,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+        cancel_requested_at: Option<DateTime<Utc>>,
     },
     /// The session cannot go on (bad resume message, server shutting down).
     Error { code: ErrorCode, message: String },
@@ -242,6 +246,9 @@ fn evaluation_frame(update: &EvaluationUpdate) -> StreamOut {
         status: update.status,
         counts: update.counts.clone(),
         scores: update.scores.clone(),
+        started_at: update.started_at,
+        finished_at: update.finished_at,
+        cancel_requested_at: update.cancel_requested_at,
     }
 }
 
