@@ -98,6 +98,13 @@ impl ApiError {
     }
 }
 
+/// A query string that does not parse is the client's mistake, said in its own words.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Self::new(ErrorCode::MalformedRequest, rejection.body_text())
+    }
+}
+
 impl From<airlock_db::DbError> for ApiError {
     fn from(error: airlock_db::DbError) -> Self {
         if error.is_unavailable() {

@@ -281,8 +281,7 @@ pub async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationListOut>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::new(
@@ -417,8 +416,7 @@ pub async fn read(
     Path(id): Path<String>,
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationOut>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let Query(query) = query?;
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
     let id = evaluation.id;
     let runs = if query.runs.unwrap_or(true) {

@@ -76,8 +76,7 @@ pub async fn events(
     Path(id): Path<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EventListOut>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let Query(query) = query?;
     let run = visible_run(&state, &caller, &id).await?;
     let after_seq = query.after_seq.unwrap_or(0);
     let limit = query.limit.unwrap_or(1000);

@@ -148,8 +148,7 @@ pub async fn stream(
     query: Result<Query<StreamQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
+    let Query(query) = query?;
     let id = visible_evaluation(&state, &caller, &id).await?.id;
     let scope = match query.events.as_deref() {
         None | Some("all") => EventScope::All,
