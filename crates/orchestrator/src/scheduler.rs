@@ -91,6 +91,16 @@ impl<T> Scheduler<T> {
         Some((ticket, payload))
     }
 
+    /// Counts a run that is already running (resumed after a restart) whatever the
+    /// limits: its sandbox exists.
+    pub fn adopt(&mut self, ticket: Ticket) {
+        if self.is_known(ticket.run_id) {
+            return;
+        }
+        *self.per_team.entry(ticket.team_id).or_default() += 1;
+        self.running.insert(ticket.run_id, ticket);
+    }
+
     /// Frees the slot of a run that ended.
     pub fn finished(&mut self, run_id: RunId) {
         if let Some(ticket) = self.running.remove(&run_id)
