@@ -260,7 +260,8 @@ mod tests {
 
     #[test]
     fn each_rule_refuses_on_its_own() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "host namespaces",
                 Box::new(|p| p["spec"]["hostNetwork"] = json!(true)),
