@@ -206,7 +206,8 @@ impl KubernetesRuntime {
         };
         let give_up = self
             .watch_pod(name, |pod| {
-                let pod = pod?;
+                // A pod that is gone has nothing more to report.
+                let Some(pod) = pod else { return Some(None) };
                 match view(pod) {
                     PodView::Pending if !starting => {
                         report(Placement::Scheduling(
@@ -251,7 +252,7 @@ impl KubernetesRuntime {
         self.own(name);
         let started = self
             .watch_pod(name, |pod| {
-                let pod = pod?;
+                let Some(pod) = pod else { return Some(false) };
                 let started = main_status(pod)
                     .and_then(|c| c.state.as_ref())
                     .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
