@@ -179,7 +179,7 @@ async fn platform_failures_end_runs_with_reasons_a_researcher_understands() {
         .await;
 
     let gpu_run = only_run(&api, &gpu).await;
-    let waiting = api.wait_run_state(&gpu_run, "scheduling", LIMIT).await;
+    api.wait_run_state(&gpu_run, "scheduling", LIMIT).await;
     let waiting = eventually("the scheduler's reason", LIMIT, || async {
         let run = api.get(&format!("/api/v1/runs/{gpu_run}")).await.body;
         let reason = run["reason"].as_str().unwrap_or("").to_owned();

@@ -261,6 +261,7 @@ async fn run_pod(state: Arc<ClusterState>, options: Arc<KubeletOptions>, ns: Str
         () = sleep_until(deadline) => Outcome::DeadlineExceeded,
     };
     let _ = std::fs::remove_dir_all(&root);
+    pod_ref.state.logs.finish_pod(&pod_ref.ns, &pod_ref.name);
     match outcome {
         Outcome::Deleted | Outcome::Waiting => {}
         Outcome::DeadlineExceeded => pod_ref.update(|p| {
@@ -270,7 +271,11 @@ async fn run_pod(state: Arc<ClusterState>, options: Arc<KubeletOptions>, ns: Str
             for field in ["initContainerStatuses", "containerStatuses"] {
                 for status in p["status"][field].as_array_mut().into_iter().flatten() {
                     if status["state"].get("terminated").is_none() {
-                        status["state"] = json!({"terminated": {"exitCode": 137, "reason": "Error", "finishedAt": now_rfc3339()}});
+                        let mut terminated = json!({"exitCode": 137, "reason": "Error", "finishedAt": now_rfc3339()});
+                        if let Some(started) = status["state"]["running"].get("startedAt") {
+                            terminated["startedAt"] = started.clone();
+                        }
+                        status["state"] = json!({"terminated": terminated});
                         status["ready"] = json!(false);
                     }
                 }

@@ -67,6 +67,17 @@ impl Logs {
         self.changed.send_modify(|v| *v += 1);
     }
 
+    /// Every container of a pod ended (the pod was deleted or hit its deadline).
+    pub fn finish_pod(&self, namespace: &str, pod: &str) {
+        let prefix = format!("{namespace}/{pod}/");
+        for (key, log) in self.lock().iter_mut() {
+            if key.starts_with(&prefix) {
+                log.done = true;
+            }
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
     pub fn exists(&self, key: &str) -> bool {
         self.lock().contains_key(key)
     }

@@ -89,7 +89,7 @@ impl Execution {
                 follower::follow(output, attempt, &self.sink).await
             }
             Err(error) => {
-                tracing::error!(%error, "cannot read sandbox output");
+                tracing::warn!(%error, "no sandbox output to read");
                 Outcome::default()
             }
         };

@@ -124,7 +124,9 @@ async fn pump(
                 crate::metrics::log_follow_resumed();
                 tracing::info!(pod = %name, since = ?position.reopen_since(), "pod log follow ended before the container; resuming");
             }
+            // Gone, or ended without a log: nothing more will come.
             Err(KubeError::Refused { code: 404, .. }) => return Ok(()),
+            Err(KubeError::Refused { .. }) if complete => return Ok(()),
             Err(error) => {
                 failures += 1;
                 if failures > Backoff::API.attempts * 4 {

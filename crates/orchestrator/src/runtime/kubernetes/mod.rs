@@ -38,6 +38,8 @@ use super::{
 
 /// How long the first list of pods may take at start-up.
 const FIRST_LIST: Duration = Duration::from_secs(60);
+/// How long the readiness check waits for the API server.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a pod missing from the cache is looked up directly (the cache may lag).
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -75,12 +77,26 @@ impl KubernetesRuntime {
         config: &KubernetesConfig,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, RuntimeError> {
-        let template = PodTemplate::from_config(config).map_err(RuntimeError::Failed)?;
-        let client = kube::Client::try_default().await.map_err(|e| {
+        let mut kube_config = kube::Config::infer().await.map_err(|e| {
             failed(format!(
                 "no Kubernetes cluster configured (kubeconfig or in-cluster): {e}"
             ))
         })?;
+        // Retries are ours (bounded, with jitter): the client's own would hide an
+        // unreachable API server from readiness for many minutes.
+        kube_config.default_retry = false;
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|e| failed(format!("cannot make a Kubernetes client: {e}")))?;
+        Self::with_client(client, config, stop).await
+    }
+
+    /// As [`Self::connect`], with a client made elsewhere.
+    pub async fn with_client(
+        client: kube::Client,
+        config: &KubernetesConfig,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, RuntimeError> {
+        let template = PodTemplate::from_config(config).map_err(RuntimeError::Failed)?;
         let namespace = config.namespace.clone();
         let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
         network_policy::ensure(&policies, &namespace).await.map_err(|e| {
@@ -255,7 +271,12 @@ impl KubernetesRuntime {
                 let Some(pod) = pod else { return Some(false) };
                 let started = main_status(pod)
                     .and_then(|c| c.state.as_ref())
-                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+                    .is_some_and(|s| {
+                        s.running.is_some()
+                            || s.terminated
+                                .as_ref()
+                                .is_some_and(|t| t.started_at.is_some())
+                    });
                 match view(pod) {
                     PodView::Running => Some(true),
                     PodView::Ended(_) => Some(started),
@@ -454,11 +475,15 @@ impl SandboxRuntime for KubernetesRuntime {
 
     fn health(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
         Box::pin(async move {
-            self.pods
-                .list_metadata(&ListParams::default().limit(1))
-                .await
-                .map(|_| ())
-                .map_err(|e| failed(KubeError::from(e)))
+            let params = ListParams::default().limit(1);
+            let list = self.pods.list_metadata(&params);
+            match tokio::time::timeout(HEALTH_TIMEOUT, list).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(failed(KubeError::from(error))),
+                Err(_) => Err(failed(format!(
+                    "the Kubernetes API did not answer within {HEALTH_TIMEOUT:?}"
+                ))),
+            }
         })
     }
 }
