@@ -2,14 +2,17 @@
 //! what the runtime reads: pod states, capacity and the reaper's view all come from
 //! here, never from a counter that could drift. A watch that drops resumes from its last
 //! resourceVersion; one that is too old (410 Gone) re-lists, which the reflector applies
-//! atomically.
+//! atomically. Waiters subscribe to one pod and wake only when that pod changes (or on a
+//! re-list), so thousands of waiting runs cost nothing per unrelated event.
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +22,8 @@ use super::pod::SELECTOR;
 pub struct PodCache {
     store: Store<Pod>,
     namespace: String,
-    /// Bumped after every watch event.
-    changed: watch::Receiver<u64>,
+    /// Per-pod change counters, for the pods someone waits on.
+    subscribers: Arc<Subscribers>,
     /// Whether the last watch call succeeded.
     healthy: watch::Receiver<bool>,
 }
@@ -29,7 +32,8 @@ impl PodCache {
     /// Starts the watcher; it runs until `stop`.
     pub fn start(api: Api<Pod>, namespace: String, stop: CancellationToken) -> Self {
         let (store, writer) = reflector::store();
-        let (changed_tx, changed) = watch::channel(0u64);
+        let subscribers = Arc::new(Subscribers::default());
+        let notify = subscribers.clone();
         let (healthy_tx, healthy) = watch::channel(false);
         let config = watcher::Config::default().labels(SELECTOR);
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
@@ -41,9 +45,15 @@ impl PodCache {
                     event = stream.next() => event,
                 };
                 match event {
-                    Some(Ok(_)) => {
+                    Some(Ok(event)) => {
                         healthy_tx.send_if_modified(|h| !std::mem::replace(h, true));
-                        changed_tx.send_modify(|v| *v += 1);
+                        match &event {
+                            Event::Apply(pod) | Event::Delete(pod) => {
+                                notify.notify(pod.metadata.name.as_deref().unwrap_or(""));
+                            }
+                            Event::InitDone => notify.notify_all(),
+                            Event::Init | Event::InitApply(_) => {}
+                        }
                     }
                     Some(Err(error)) => {
                         healthy_tx.send_if_modified(|h| std::mem::replace(h, false));
@@ -57,7 +67,7 @@ impl PodCache {
         Self {
             store,
             namespace,
-            changed,
+            subscribers,
             healthy,
         }
     }
@@ -80,10 +90,72 @@ impl PodCache {
         self.store.state()
     }
 
-    /// A receiver that wakes on every change of the cache.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        let mut changes = self.changed.clone();
-        changes.borrow_and_update();
-        changes
+    /// A receiver that wakes when pod `name` changes (or the cache is re-listed).
+    pub fn changes_of(&self, name: &str) -> Subscription {
+        let mut receiver = self.subscribers.subscribe(name);
+        receiver.borrow_and_update();
+        Subscription {
+            receiver,
+            name: name.to_owned(),
+            subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Subscribers(Mutex<HashMap<String, watch::Sender<u64>>>);
+
+impl Subscribers {
+    fn subscribe(&self, name: &str) -> watch::Receiver<u64> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn notify(&self, name: &str) {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = map.get(name) {
+            sender.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn notify_all(&self) {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for sender in map.values() {
+            sender.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Forgets a pod nobody waits on any more.
+    fn release(&self, name: &str) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(name).is_some_and(|s| s.receiver_count() == 0) {
+            map.remove(name);
+        }
+    }
+}
+
+/// Wakes on changes of one pod; unsubscribes when dropped.
+pub struct Subscription {
+    receiver: watch::Receiver<u64>,
+    name: String,
+    subscribers: Arc<Subscribers>,
+}
+
+impl Subscription {
+    pub async fn changed(&mut self) {
+        if self.receiver.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // The receiver is still counted here; release after it goes.
+        let receiver = std::mem::replace(&mut self.receiver, watch::channel(0).1);
+        drop(receiver);
+        self.subscribers.release(&self.name);
     }
 }

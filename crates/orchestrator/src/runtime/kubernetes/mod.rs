@@ -177,7 +177,7 @@ impl KubernetesRuntime {
         name: &str,
         mut decide: impl FnMut(Option<&Pod>) -> Option<T>,
     ) -> T {
-        let mut changes = self.cache.changes();
+        let mut changes = self.cache.changes_of(name);
         loop {
             let answer = match self.cache.get(name) {
                 Some(pod) => decide(Some(&pod)),
@@ -188,7 +188,7 @@ impl KubernetesRuntime {
                 return answer;
             }
             tokio::select! {
-                _ = changes.changed() => {}
+                () = changes.changed() => {}
                 () = tokio::time::sleep(RECHECK) => {}
             }
         }
