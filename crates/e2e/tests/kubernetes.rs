@@ -452,3 +452,27 @@ async fn the_orchestrator_is_not_ready_while_the_api_server_is_unreachable() {
     ready(true).await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_the_api_server_refuses_is_a_clear_run_error() {
+    let (cluster, stack, api) = start(&[], kubernetes::kubelet()).await;
+    let big = "x".repeat(300 * 1024);
+    let id = api
+        .submit_ok(
+            &json!({"name": "too big", "image": "img", "command": ["true"],
+            "tasks": [{"id": "t", "input": {"blob": big}}]}),
+        )
+        .await;
+    let finished = api.wait_finished(&id, LIMIT).await;
+    let run = &finished["runs"][0];
+    assert_eq!(run["state"], "error");
+    let reason = run["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("Kubernetes refused the pod (422 Invalid)")
+            && reason.contains("annotations: Too long"),
+        "{reason}"
+    );
+    assert_eq!(run["attempt"], 1, "not retried");
+    assert_eq!(cluster.pods_created(), 0);
+    stack.stop().await;
+}

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
+/// The API server's limit on an object's annotations, keys and values together.
+const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 /// Changes kept for watches; older ones are compacted away.
 const HISTORY: usize = 20_000;
 
@@ -211,6 +213,22 @@ impl Store {
                 message: format!(
                     "{} \"{name}\" is invalid: metadata.name: Invalid value",
                     resource.plural()
+                ),
+            });
+        }
+        let annotations: usize = object["metadata"]["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if annotations > MAX_ANNOTATION_BYTES {
+            return Err(Failure {
+                code: 422,
+                reason: "Invalid",
+                message: format!(
+                    "{} \"{name}\" is invalid: metadata.annotations: Too long: must have at most {MAX_ANNOTATION_BYTES} bytes",
+                    resource.kind()
                 ),
             });
         }

@@ -90,7 +90,12 @@ impl Dispatcher {
         let mut cancelled: HashSet<EvaluationId> = HashSet::new();
         let mut told: HashMap<RunId, String> = HashMap::new();
         loop {
-            let due = scheduler.next_due(Utc::now());
+            let mut due = scheduler.next_due(Utc::now());
+            if scheduler.waiting_count() > 0 && self.runtime.live_sandboxes().is_some() {
+                // Capacity may free without a command (a pod ends or goes elsewhere).
+                let soon = Utc::now() + chrono::Duration::seconds(1);
+                due = Some(due.map_or(soon, |d| d.min(soon)));
+            }
             let command = tokio::select! {
                 () = closing.cancelled() => return,
                 command = self.commands.recv() => match command {
@@ -165,6 +170,9 @@ impl Dispatcher {
                         flag.store(true, Ordering::SeqCst);
                     }
                 }
+            }
+            if let Some(live) = self.runtime.live_sandboxes() {
+                scheduler.observe_sandboxes(live);
             }
             while !draining.is_cancelled()
                 && let Some((ticket, (request, delivery))) = scheduler.next_startable(Utc::now())

@@ -169,6 +169,13 @@ pub trait SandboxRuntime: Send + Sync + 'static {
     /// that nobody follows from now on are orphans.
     fn recovered(&self, _resumed: &[String]) {}
 
+    /// The runs holding a live sandbox as the runtime itself sees them (a watcher's
+    /// cache), for capacity and quotas; `None` when the runtime cannot tell better than
+    /// the scheduler's own count.
+    fn live_sandboxes(&self) -> Option<std::collections::HashMap<RunId, TeamId>> {
+        None
+    }
+
     /// Whether the runtime can make sandboxes right now (for readiness).
     fn health(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })

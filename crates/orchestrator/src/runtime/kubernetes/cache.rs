@@ -16,7 +16,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::pod::SELECTOR;
+use super::phase::{PodView, view};
+use super::pod::{RUN_ID, SELECTOR, TEAM};
+use airlock_core::{RunId, TeamId};
+
+type LiveRuns = Arc<Mutex<HashMap<RunId, TeamId>>>;
+
+/// The run and team of a pod that holds resources (not finished), from its labels.
+fn live_run(pod: &Pod) -> Option<(RunId, TeamId)> {
+    if matches!(view(pod), PodView::Ended(_)) {
+        return None;
+    }
+    let labels = pod.metadata.labels.as_ref()?;
+    Some((
+        RunId::parse(labels.get(RUN_ID)?)?,
+        TeamId::parse(labels.get(TEAM)?)?,
+    ))
+}
+
+fn run_of(pod: &Pod) -> Option<RunId> {
+    RunId::parse(pod.metadata.labels.as_ref()?.get(RUN_ID)?)
+}
 
 #[derive(Clone)]
 pub struct PodCache {
@@ -24,6 +44,8 @@ pub struct PodCache {
     namespace: String,
     /// Per-pod change counters, for the pods someone waits on.
     subscribers: Arc<Subscribers>,
+    /// Runs whose pods hold resources, kept current by the watcher.
+    live: LiveRuns,
     /// Whether the last watch call succeeded.
     healthy: watch::Receiver<bool>,
 }
@@ -34,6 +56,9 @@ impl PodCache {
         let (store, writer) = reflector::store();
         let subscribers = Arc::new(Subscribers::default());
         let notify = subscribers.clone();
+        let live: LiveRuns = Arc::default();
+        let live_writer = live.clone();
+        let store_reader = store.clone();
         let (healthy_tx, healthy) = watch::channel(false);
         let config = watcher::Config::default().labels(SELECTOR);
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
@@ -47,11 +72,29 @@ impl PodCache {
                 match event {
                     Some(Ok(event)) => {
                         healthy_tx.send_if_modified(|h| !std::mem::replace(h, true));
+                        let mut live = live_writer.lock().unwrap_or_else(PoisonError::into_inner);
                         match &event {
-                            Event::Apply(pod) | Event::Delete(pod) => {
+                            Event::Apply(pod) => {
+                                match live_run(pod) {
+                                    Some((run, team)) => live.insert(run, team),
+                                    None => run_of(pod).and_then(|run| live.remove(&run)),
+                                };
                                 notify.notify(pod.metadata.name.as_deref().unwrap_or(""));
                             }
-                            Event::InitDone => notify.notify_all(),
+                            Event::Delete(pod) => {
+                                if let Some(run) = run_of(pod) {
+                                    live.remove(&run);
+                                }
+                                notify.notify(pod.metadata.name.as_deref().unwrap_or(""));
+                            }
+                            Event::InitDone => {
+                                *live = store_reader
+                                    .state()
+                                    .iter()
+                                    .filter_map(|p| live_run(p))
+                                    .collect();
+                                notify.notify_all();
+                            }
                             Event::Init | Event::InitApply(_) => {}
                         }
                     }
@@ -68,6 +111,7 @@ impl PodCache {
             store,
             namespace,
             subscribers,
+            live,
             healthy,
         }
     }
@@ -88,6 +132,14 @@ impl PodCache {
 
     pub fn all(&self) -> Vec<Arc<Pod>> {
         self.store.state()
+    }
+
+    /// The runs whose pods hold resources now.
+    pub fn live_runs(&self) -> HashMap<RunId, TeamId> {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A receiver that wakes when pod `name` changes (or the cache is re-listed).

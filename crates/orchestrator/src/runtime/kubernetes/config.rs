@@ -156,3 +156,48 @@ fn split_list(text: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: KubernetesConfig,
+    }
+
+    fn parse(args: &[&str]) -> KubernetesConfig {
+        let mut all = vec!["test"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parse").config
+    }
+
+    #[test]
+    fn settings_are_checked_before_the_cluster_is_asked() {
+        let config = parse(&[
+            "--k8s-node-selector",
+            "pool=evals, zone = a",
+            "--k8s-image-pull-secrets",
+            "a,,b",
+        ]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            config.node_selector_pairs(),
+            Ok(vec![
+                ("pool".into(), "evals".into()),
+                ("zone".into(), "a".into())
+            ])
+        );
+        assert_eq!(config.pull_secrets(), vec!["a".to_owned(), "b".to_owned()]);
+        assert!(parse(&["--k8s-node-selector", "pool"]).validate().is_err());
+        assert!(parse(&["--k8s-run-as-user", "0"]).validate().is_err());
+        assert!(parse(&["--k8s-tolerations", "{}"]).validate().is_err());
+        let tolerations = r#"[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]"#;
+        assert_eq!(
+            parse(&["--k8s-tolerations", tolerations]).validate(),
+            Ok(())
+        );
+    }
+}

@@ -473,6 +473,10 @@ impl SandboxRuntime for KubernetesRuntime {
         self.recovered.send_replace(true);
     }
 
+    fn live_sandboxes(&self) -> Option<HashMap<RunId, TeamId>> {
+        Some(self.cache.live_runs())
+    }
+
     fn health(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
         Box::pin(async move {
             let params = ListParams::default().limit(1);
