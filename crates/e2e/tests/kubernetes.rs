@@ -67,6 +67,32 @@ async fn wait_log_line(api: &Api, run: &str, line: &str) {
     .await;
 }
 
+/// A running Airlock pod of a run nobody knows, placed on another node.
+fn orphan(name: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": {
+            "airlock.dev/managed-by": "airlock",
+            "airlock.dev/run-id": RunId::new().to_string(),
+            "airlock.dev/evaluation-id": EvaluationId::new().to_string(),
+            "airlock.dev/team": TeamId::new().to_string(),
+            "airlock.dev/attempt": "1"}},
+        "spec": {"nodeName": "elsewhere", "containers": [{"name": "run", "image": "img"}]},
+        "status": {"phase": "Running"}
+    })
+}
+
+async fn metric(stack: &Stack, line_prefix: &str) -> Option<String> {
+    let text = reqwest::get(format!("{}/metrics", stack.url(Service::Orchestrator)))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .map(|l| l[line_prefix.len()..].trim().to_owned())
+}
+
 fn numbered_lines(n: usize) -> String {
     format!("for i in $(seq 1 {n}); do echo line $i; sleep 0.1; done")
 }
@@ -367,19 +393,7 @@ async fn the_reaper_deletes_finished_pods_after_retention_and_orphans() {
         kubernetes::kubelet(),
     )
     .await;
-    cluster.insert_pod(
-        NAMESPACE,
-        json!({
-            "metadata": {"name": "airlock-orphan-1", "labels": {
-                "airlock.dev/managed-by": "airlock",
-                "airlock.dev/run-id": RunId::new().to_string(),
-                "airlock.dev/evaluation-id": EvaluationId::new().to_string(),
-                "airlock.dev/team": TeamId::new().to_string(),
-                "airlock.dev/attempt": "1"}},
-            "spec": {"nodeName": "elsewhere", "containers": [{"name": "run", "image": "img"}]},
-            "status": {"phase": "Running"}
-        }),
-    );
+    cluster.insert_pod(NAMESPACE, orphan("airlock-orphan-1"));
     let id = api
         .submit_ok(&json!({"name": "quick", "image": "img", "command": ["true"]}))
         .await;
@@ -474,5 +488,42 @@ async fn a_pod_the_api_server_refuses_is_a_clear_run_error() {
     );
     assert_eq!(run["attempt"], 1, "not retried");
     assert_eq!(cluster.pods_created(), 0);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_pods_the_watcher_sees_count_against_capacity() {
+    let options = StackOptions {
+        capacity: 1,
+        env: env(&[("AIRLOCK_K8S_REAPER_INTERVAL_SECS", "3600")]),
+        ..StackOptions::default()
+    };
+    let (cluster, stack) = kubernetes::start(options, kubernetes::kubelet()).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    cluster.insert_pod(NAMESPACE, orphan("airlock-elsewhere-1"));
+    eventually("the watcher to see the pod", LIMIT, || async {
+        (metric(&stack, "airlock_kubernetes_live_pods ")
+            .await
+            .as_deref()
+            == Some("1"))
+        .then_some(())
+    })
+    .await;
+    let id = api
+        .submit_ok(&json!({"name": "waits", "image": "img", "command": ["true"]}))
+        .await;
+    let run = only_run(&api, &id).await;
+    let waiting = eventually("a waiting reason", LIMIT, || async {
+        let run = api.get(&format!("/api/v1/runs/{run}")).await.body;
+        run["reason"]
+            .as_str()
+            .filter(|r| r.starts_with("capacity"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert_eq!(waiting, "capacity full: 1 of 1 running");
+    assert!(pods_of_run(&cluster, &run).is_empty(), "not started");
+    cluster.delete_pod(NAMESPACE, "airlock-elsewhere-1");
+    assert_eq!(api.wait_finished(&id, LIMIT).await["status"], "succeeded");
     stack.stop().await;
 }

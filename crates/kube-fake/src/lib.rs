@@ -105,6 +105,11 @@ impl FakeCluster {
             .expect("insert pod");
     }
 
+    /// Deletes a pod, as another client of the API server might.
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state.store.delete(Resource::Pods, namespace, name)
+    }
+
     /// Ends every open watch connection; clients must re-watch from their last version.
     pub fn drop_watches(&self) {
         self.state.store.drop_watches();

@@ -13,6 +13,7 @@ struct Metrics {
     watch_errors: IntCounter,
     log_resumes: IntCounter,
     reaped: IntCounterVec,
+    live_pods: IntGauge,
 }
 
 static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
@@ -53,6 +54,11 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
             "airlock_kubernetes_pods_reaped_total",
             "Pods deleted by the reaper, by why (finished, orphan).",
             &["why"]
+        )
+        .ok()?,
+        live_pods: prometheus::register_int_gauge!(
+            "airlock_kubernetes_live_pods",
+            "Airlock pods holding resources (not finished), as the pod watcher sees them."
         )
         .ok()?,
     })
@@ -98,5 +104,11 @@ pub fn log_follow_resumed() {
 pub fn pod_reaped(why: &str) {
     if let Some(m) = METRICS.as_ref() {
         m.reaped.with_label_values(&[why]).inc();
+    }
+}
+
+pub fn live_pods(count: usize) {
+    if let Some(m) = METRICS.as_ref() {
+        m.live_pods.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 }

@@ -97,6 +97,7 @@ impl PodCache {
                             }
                             Event::Init | Event::InitApply(_) => {}
                         }
+                        crate::metrics::live_pods(live.len());
                     }
                     Some(Err(error)) => {
                         healthy_tx.send_if_modified(|h| std::mem::replace(h, false));

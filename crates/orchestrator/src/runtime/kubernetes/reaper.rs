@@ -44,11 +44,11 @@ pub fn judge(pod: &Pod, owned: bool, retention: Duration, now: Timestamp) -> Ver
 pub async fn run(runtime: Arc<KubernetesRuntime>, interval: Duration) {
     runtime.wait_recovered().await;
     loop {
-        sweep(&runtime).await;
         tokio::select! {
             () = runtime.stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
+        sweep(&runtime).await;
     }
 }
 
