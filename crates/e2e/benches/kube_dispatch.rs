@@ -4,7 +4,7 @@
 //! of the first to creation of the last pod) and the p50/p99 time from submission (the
 //! evaluation's commit) to its pod's creation by the API server. The fake kubelet
 //! leaves the pods pending, so only the dispatch path is measured; capacity is set above
-//! the number of runs.
+//! the number of runs. Submissions go `AIRLOCK_BENCH_IN_FLIGHT` (default 16) at a time.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p airlock-e2e --bench kube_dispatch`.
 
@@ -15,8 +15,6 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-const IN_FLIGHT: usize = 16;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -29,6 +27,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    let in_flight: usize = std::env::var("AIRLOCK_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
     let unlimited = "1000000000".to_owned();
     let options = StackOptions {
         capacity: n + 100,
@@ -78,7 +80,7 @@ async fn main() {
                 (id, at)
             }
         })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .collect()
         .await;
     let submitting = began.elapsed();
@@ -120,7 +122,7 @@ async fn main() {
 
     println!("evaluations (one run each)        {n}");
     println!(
-        "submitted in                      {:.2}s ({:.0}/s, {IN_FLIGHT} in flight)",
+        "submitted in                      {:.2}s ({:.0}/s, {in_flight} in flight)",
         submitting.as_secs_f64(),
         n as f64 / submitting.as_secs_f64()
     );
