@@ -20,22 +20,22 @@ use super::phase::{PodView, view};
 use super::pod::{RUN_ID, SELECTOR, TEAM};
 use airlock_core::{RunId, TeamId};
 
-type LiveRuns = Arc<Mutex<HashMap<RunId, TeamId>>>;
+/// Pods holding resources, by name (a run may have an old attempt's pod as well).
+type LiveRuns = Arc<Mutex<HashMap<String, (RunId, TeamId)>>>;
 
-/// The run and team of a pod that holds resources (not finished), from its labels.
-fn live_run(pod: &Pod) -> Option<(RunId, TeamId)> {
+/// The name, run and team of a pod that holds resources (not finished), from its labels.
+fn live_run(pod: &Pod) -> Option<(String, (RunId, TeamId))> {
     if matches!(view(pod), PodView::Ended(_)) {
         return None;
     }
     let labels = pod.metadata.labels.as_ref()?;
     Some((
-        RunId::parse(labels.get(RUN_ID)?)?,
-        TeamId::parse(labels.get(TEAM)?)?,
+        pod.metadata.name.clone()?,
+        (
+            RunId::parse(labels.get(RUN_ID)?)?,
+            TeamId::parse(labels.get(TEAM)?)?,
+        ),
     ))
-}
-
-fn run_of(pod: &Pod) -> Option<RunId> {
-    RunId::parse(pod.metadata.labels.as_ref()?.get(RUN_ID)?)
 }
 
 #[derive(Clone)]
@@ -46,8 +46,6 @@ pub struct PodCache {
     subscribers: Arc<Subscribers>,
     /// Runs whose pods hold resources, kept current by the watcher.
     live: LiveRuns,
-    /// Whether the last watch call succeeded.
-    healthy: watch::Receiver<bool>,
 }
 
 impl PodCache {
@@ -59,7 +57,6 @@ impl PodCache {
         let live: LiveRuns = Arc::default();
         let live_writer = live.clone();
         let store_reader = store.clone();
-        let (healthy_tx, healthy) = watch::channel(false);
         let config = watcher::Config::default().labels(SELECTOR);
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
         tokio::spawn(async move {
@@ -71,21 +68,20 @@ impl PodCache {
                 };
                 match event {
                     Some(Ok(event)) => {
-                        healthy_tx.send_if_modified(|h| !std::mem::replace(h, true));
                         let mut live = live_writer.lock().unwrap_or_else(PoisonError::into_inner);
                         match &event {
                             Event::Apply(pod) => {
+                                let name = pod.metadata.name.as_deref().unwrap_or("");
                                 match live_run(pod) {
-                                    Some((run, team)) => live.insert(run, team),
-                                    None => run_of(pod).and_then(|run| live.remove(&run)),
+                                    Some((name, run)) => live.insert(name, run),
+                                    None => live.remove(name),
                                 };
-                                notify.notify(pod.metadata.name.as_deref().unwrap_or(""));
+                                notify.notify(name);
                             }
                             Event::Delete(pod) => {
-                                if let Some(run) = run_of(pod) {
-                                    live.remove(&run);
-                                }
-                                notify.notify(pod.metadata.name.as_deref().unwrap_or(""));
+                                let name = pod.metadata.name.as_deref().unwrap_or("");
+                                live.remove(name);
+                                notify.notify(name);
                             }
                             Event::InitDone => {
                                 *live = store_reader
@@ -100,7 +96,6 @@ impl PodCache {
                         crate::metrics::live_pods(live.len());
                     }
                     Some(Err(error)) => {
-                        healthy_tx.send_if_modified(|h| std::mem::replace(h, false));
                         crate::metrics::watch_error();
                         tracing::warn!(%error, "pod watch failed; it resumes with backoff");
                     }
@@ -113,17 +108,12 @@ impl PodCache {
             namespace,
             subscribers,
             live,
-            healthy,
         }
     }
 
     /// Waits for the first complete list.
     pub async fn ready(&self) {
         let _ = self.store.wait_until_ready().await;
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        *self.healthy.borrow()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Pod>> {
@@ -140,7 +130,9 @@ impl PodCache {
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .values()
+            .copied()
+            .collect()
     }
 
     /// A receiver that wakes when pod `name` changes (or the cache is re-listed).

@@ -21,13 +21,6 @@ pub enum KubeError {
 }
 
 impl KubeError {
-    pub fn code(&self) -> Option<u16> {
-        match self {
-            Self::Refused { code, .. } => Some(*code),
-            Self::Unavailable(_) => None,
-        }
-    }
-
     /// A label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -36,12 +36,6 @@ pub enum PodView {
     Ended(SandboxExit),
 }
 
-impl PodView {
-    pub fn has_started(&self) -> bool {
-        matches!(self, Self::Running | Self::Ended(_))
-    }
-}
-
 fn waiting(status: &ContainerStatus) -> Option<(&str, &str)> {
     let waiting = status.state.as_ref()?.waiting.as_ref()?;
     Some((
