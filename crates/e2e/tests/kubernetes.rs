@@ -527,3 +527,44 @@ async fn live_pods_the_watcher_sees_count_against_capacity() {
     assert_eq!(api.wait_finished(&id, LIMIT).await["status"], "succeeded");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evicted_pod_is_retried_as_a_new_attempt() {
+    let (cluster, stack, api) = start(&[], kubernetes::kubelet()).await;
+    // Outside every volume of the pod, so the fake kubelet leaves the path as it is.
+    let marker = format!("/var/tmp/airlock-evicted-{}", RunId::new());
+    let script = format!("echo waiting; while [ ! -e {marker} ]; do sleep 0.1; done; echo done");
+    let id = api
+        .submit_ok(&json!({"name": "evicted", "image": "img", "command": ["sh", "-c", script]}))
+        .await;
+    let run = only_run(&api, &id).await;
+    wait_log_line(&api, &run, "waiting").await;
+    let first = pods_of_run(&cluster, &run);
+    assert_eq!(first.len(), 1);
+    let first_name = first[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    cluster.evict(
+        NAMESPACE,
+        &first_name,
+        "The node was low on resource: memory.",
+    );
+    let retrying = api.wait_run_state(&run, "scheduling", LIMIT).await;
+    assert!(
+        retrying["reason"].as_str().is_some_and(|r| r
+            .contains("the pod was evicted from its node: The node was low on resource: memory.")),
+        "{retrying}"
+    );
+    std::fs::write(&marker, "").expect("marker");
+    let finished = api.wait_finished(&id, LIMIT).await;
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(finished["status"], "succeeded");
+    assert_eq!(finished["runs"][0]["attempt"], 2);
+    let names: Vec<String> = pods_of_run(&cluster, &run)
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("-2")), "{names:?}");
+    stack.stop().await;
+}

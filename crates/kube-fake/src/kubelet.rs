@@ -133,11 +133,14 @@ struct PodRef {
 }
 
 impl PodRef {
-    fn exists(&self) -> bool {
+    /// Whether the node still runs the pod: it exists and was not evicted.
+    fn runs_here(&self) -> bool {
         self.state
             .store
             .get(Resource::Pods, &self.ns, &self.name)
-            .is_some_and(|p| p["metadata"]["uid"] == self.uid.as_str())
+            .is_some_and(|p| {
+                p["metadata"]["uid"] == self.uid.as_str() && p["status"]["reason"] != "Evicted"
+            })
     }
 
     fn update(&self, change: impl FnOnce(&mut Value)) {
@@ -169,12 +172,12 @@ impl PodRef {
         });
     }
 
-    /// Resolves once the pod is deleted.
+    /// Resolves once the pod is deleted or evicted.
     async fn deleted(&self) {
         let mut changes = self.state.store.subscribe();
         loop {
             changes.borrow_and_update();
-            if !self.exists() {
+            if !self.runs_here() {
                 return;
             }
             if changes.changed().await.is_err() {
@@ -263,27 +266,36 @@ async fn run_pod(state: Arc<ClusterState>, options: Arc<KubeletOptions>, ns: Str
     let _ = std::fs::remove_dir_all(&root);
     pod_ref.state.logs.finish_pod(&pod_ref.ns, &pod_ref.name);
     match outcome {
-        Outcome::Deleted | Outcome::Waiting => {}
+        Outcome::Waiting => {}
+        // Gone, or evicted: an evicted pod's containers were killed.
+        Outcome::Deleted => pod_ref.update(terminate_containers),
         Outcome::DeadlineExceeded => pod_ref.update(|p| {
             p["status"]["phase"] = json!("Failed");
             p["status"]["reason"] = json!("DeadlineExceeded");
-            p["status"]["message"] = json!("Pod was active on the node longer than the specified deadline");
-            for field in ["initContainerStatuses", "containerStatuses"] {
-                for status in p["status"][field].as_array_mut().into_iter().flatten() {
-                    if status["state"].get("terminated").is_none() {
-                        let mut terminated = json!({"exitCode": 137, "reason": "Error", "finishedAt": now_rfc3339()});
-                        if let Some(started) = status["state"]["running"].get("startedAt") {
-                            terminated["startedAt"] = started.clone();
-                        }
-                        status["state"] = json!({"terminated": terminated});
-                        status["ready"] = json!(false);
-                    }
-                }
-            }
+            p["status"]["message"] =
+                json!("Pod was active on the node longer than the specified deadline");
+            terminate_containers(p);
         }),
         Outcome::Ended { succeeded } => pod_ref.update(|p| {
             p["status"]["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" });
         }),
+    }
+}
+
+/// Marks every container that has not ended as killed.
+fn terminate_containers(p: &mut Value) {
+    for field in ["initContainerStatuses", "containerStatuses"] {
+        for status in p["status"][field].as_array_mut().into_iter().flatten() {
+            if status["state"].get("terminated").is_none() {
+                let mut terminated =
+                    json!({"exitCode": 137, "reason": "Error", "finishedAt": now_rfc3339()});
+                if let Some(started) = status["state"]["running"].get("startedAt") {
+                    terminated["startedAt"] = started.clone();
+                }
+                status["state"] = json!({"terminated": terminated});
+                status["ready"] = json!(false);
+            }
+        }
     }
 }
 

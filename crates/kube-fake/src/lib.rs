@@ -110,6 +110,18 @@ impl FakeCluster {
         self.state.store.delete(Resource::Pods, namespace, name)
     }
 
+    /// Evicts a pod as a node under pressure would: its processes are killed, it fails
+    /// with reason `Evicted`.
+    pub fn evict(&self, namespace: &str, name: &str, message: &str) {
+        self.state
+            .store
+            .update(Resource::Pods, namespace, name, |pod| {
+                pod["status"]["phase"] = serde_json::json!("Failed");
+                pod["status"]["reason"] = serde_json::json!("Evicted");
+                pod["status"]["message"] = serde_json::json!(message);
+            });
+    }
+
     /// Ends every open watch connection; clients must re-watch from their last version.
     pub fn drop_watches(&self) {
         self.state.store.drop_watches();

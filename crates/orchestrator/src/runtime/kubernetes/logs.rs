@@ -2,7 +2,8 @@
 //! (kubelet log rotation, a dropped connection, an API server restart): it is then
 //! reopened with `sinceTime` at the last line's timestamp, and lines already passed on
 //! (by the worker's `seq`) are skipped, so the stream is read once, in order, to its end.
-//! It ends when a follow that began after the container had terminated is read out.
+//! It ends when a follow that began after the container (or the pod) had ended is read
+//! out.
 
 use bytes::Bytes;
 use futures_util::{AsyncBufReadExt, TryStreamExt};
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::cache::PodCache;
 use super::error::{Backoff, KubeError};
-use super::phase::main_terminated;
+use super::phase::{PodView, main_terminated, view};
 use super::pod::MAIN_CONTAINER;
 use crate::runtime::OutputStream;
 
@@ -83,10 +84,12 @@ async fn pump(
 ) -> Result<(), KubeError> {
     let mut position = Position::default();
     let mut failures = 0u32;
+    // Follows in a row that brought nothing new: waits between them grow.
+    let mut idle = 0u32;
     loop {
         // Terminated before the follow opens: this follow reads everything that is left.
         let complete = match cache.get(name) {
-            Some(pod) => main_terminated(&pod),
+            Some(pod) => main_terminated(&pod) || matches!(view(&pod), PodView::Ended(_)),
             None => true,
         };
         let params = LogParams {
@@ -100,11 +103,13 @@ async fn pump(
         match opened {
             Ok(reader) => {
                 failures = 0;
+                idle += 1;
                 let mut lines = std::pin::pin!(reader.lines());
                 loop {
                     match lines.try_next().await {
                         Ok(Some(raw)) => {
                             if let Some(mut line) = position.accept(&raw) {
+                                idle = 0;
                                 line.push('\n');
                                 if tx.send(Ok(Bytes::from(line))).await.is_err() {
                                     return Ok(());
@@ -135,10 +140,7 @@ async fn pump(
                 tracing::info!(pod = %name, %error, "cannot open the pod log; retrying");
             }
         }
-        tokio::time::sleep(Backoff::API.delay(failures.max(1))).await;
-        if cache.get(name).is_none() && complete {
-            return Ok(());
-        }
+        tokio::time::sleep(Backoff::API.delay(failures.max(idle).max(1))).await;
     }
 }
 
