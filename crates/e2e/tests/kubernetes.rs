@@ -266,7 +266,7 @@ async fn dropped_watches_and_cut_log_follows_lose_and_repeat_nothing() {
     let (cluster, stack, api) = start(&[], kubernetes::kubelet()).await;
     let id = api
         .submit_ok(
-            &json!({"name": "chatty", "image": "img", "command": ["sh", "-c", numbered_lines(40)]}),
+            &json!({"name": "chatty", "image": "img", "command": ["sh", "-c", numbered_lines(60)]}),
         )
         .await;
     let run = only_run(&api, &id).await;
@@ -281,7 +281,7 @@ async fn dropped_watches_and_cut_log_follows_lose_and_repeat_nothing() {
     assert_eq!(finished["status"], "succeeded");
     let events = api.run_events(&run).await;
     assert_contiguous(&events, 1, "run");
-    assert_each_line_once(&log_counts(&api, &run).await, 40);
+    assert_each_line_once(&log_counts(&api, &run).await, 60);
     let log = stack.log(Service::Orchestrator);
     assert!(
         log.contains("pod log follow ended before the container; resuming"),
@@ -294,7 +294,7 @@ async fn dropped_watches_and_cut_log_follows_lose_and_repeat_nothing() {
 async fn an_orchestrator_restart_mid_run_resumes_following_without_loss_or_duplicates() {
     let (cluster, mut stack, api) = start(&[], kubernetes::kubelet()).await;
     let id = api
-        .submit_ok(&json!({"name": "survivor", "image": "img", "command": ["sh", "-c", numbered_lines(40)]}))
+        .submit_ok(&json!({"name": "survivor", "image": "img", "command": ["sh", "-c", numbered_lines(60)]}))
         .await;
     let run = only_run(&api, &id).await;
     wait_log_line(&api, &run, "line 5").await;
@@ -316,7 +316,7 @@ async fn an_orchestrator_restart_mid_run_resumes_following_without_loss_or_dupli
     );
     let events = api.run_events(&run).await;
     assert_contiguous(&events, 1, "run");
-    assert_each_line_once(&log_counts(&api, &run).await, 40);
+    assert_each_line_once(&log_counts(&api, &run).await, 60);
     assert_eq!(pods_of_run(&cluster, &run).len(), 1, "no second pod");
     assert!(
         stack
