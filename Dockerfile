@@ -15,6 +15,15 @@ RUN RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release -p airlock-worker --target x86_64-unknown-linux-gnu \
  && cp target/x86_64-unknown-linux-gnu/release/airlock-worker /out/airlock-worker-static
 
+# The web UI, built into static files the gateway serves.
+FROM node:20-bookworm-slim AS frontend
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend ./
+COPY crates/gateway/openapi.json /src/crates/gateway/openapi.json
+RUN npm run build
+
 FROM debian:bookworm-slim AS runtime-base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
@@ -24,6 +33,7 @@ RUN apt-get update \
 FROM runtime-base AS gateway
 COPY --from=build /out/airlock-gateway /usr/local/bin/airlock-gateway
 COPY migrations /opt/airlock/migrations
+COPY --from=frontend /src/frontend/dist /opt/airlock/frontend
 USER 10001
 ENV AIRLOCK_HTTP_ADDR=0.0.0.0:8080 AIRLOCK_STATIC_DIR=/opt/airlock/frontend
 EXPOSE 8080

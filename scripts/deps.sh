@@ -15,12 +15,21 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
 command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
 command -v curl >/dev/null || missing+=(curl)
+command -v npm >/dev/null || missing+=(nodejs npm)
 fresh_postgres=0
 if ! command -v pg_ctlcluster >/dev/null && ! ls /etc/postgresql/*/main >/dev/null 2>&1; then fresh_postgres=1; fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The web UI builds with Node.js 20.19 or newer (Vite's minimum).
+node_version=$(node --version 2>/dev/null || echo v0)
+node_major=${node_version#v}; node_major=${node_major%%.*}
+if [ "$node_major" -lt 20 ]; then
+  log "Node.js $node_version is too old for the web UI: install Node.js 20 or newer (e.g. from nodejs.org or NodeSource) and run again"
+  exit 1
 fi
 
 # The Rust toolchain (1.94 or newer), from rustup when absent.

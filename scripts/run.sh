@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole platform on this machine: installs and starts PostgreSQL, RabbitMQ and
-# bubblewrap where absent, builds the services, applies migrations, starts the gateway,
-# orchestrator and result-processor, and prints the URL and an admin token.
+# bubblewrap where absent, builds the services and the web UI, applies migrations, starts
+# the gateway (serving the web UI), orchestrator and result-processor, and prints the
+# URL and an admin token.
 # Stop with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,10 @@ mkdir -p "$logs"
 echo "==> building (release)"
 cargo build --release --bins
 bin=$PWD/target/release
+
+echo "==> building the web UI"
+(cd frontend && npm ci --no-audit --no-fund --prefer-offline && npm run build)
+export AIRLOCK_STATIC_DIR=$PWD/frontend/dist
 
 # The database itself must exist before migrations run.
 db_name=${AIRLOCK_DATABASE_URL##*/}
@@ -44,6 +49,7 @@ token=$("$bin/airlock-gateway" admin create-token --user admin --team default --
 cat <<MSG
 
 Airlock is running.
+  Web UI: http://$gateway_addr/  (sign in with the token below)
   API:    http://$gateway_addr/api/v1  (OpenAPI: http://$gateway_addr/api/v1/openapi.json)
   Token:  $token
   Logs:   $logs

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs everything CI runs: formatting, lints, the compose file check, and every test
-# (unit, integration and end-to-end against real PostgreSQL and RabbitMQ).
+# Runs everything CI runs: formatting, lints, the compose file check, every Rust test
+# (unit, integration and end-to-end against real PostgreSQL and RabbitMQ) and the web
+# UI's checks (API types in sync with the OpenAPI document, types, lint, unit tests,
+# build, browser tests in chromium against the real stack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,9 @@ docker-compose -f docker-compose.yml config --quiet
 
 echo "==> cargo build (every binary the end-to-end tests start)"
 cargo build --workspace --bins
+
+echo "==> web UI"
+frontend/scripts/ci.sh
 
 echo "==> cargo test"
 cargo test --workspace --no-fail-fast -- --test-threads=2

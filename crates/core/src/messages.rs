@@ -155,6 +155,11 @@ pub struct EvaluationUpdate {
     pub events: Vec<StoredEvent>,
     /// Score aggregates that changed.
     pub scores: Vec<ScoreSummary>,
+    /// When the first run left the queue.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last run finished, once the evaluation has.
+    pub finished_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 /// A run's row as committed.
@@ -171,6 +176,11 @@ pub struct RunSnapshot {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The latest value the run reported per score name.
+    pub scores: BTreeMap<String, f64>,
+    /// The seq of the run's latest event when this snapshot was taken: of two snapshots
+    /// of the same run, the one with the higher seq is the newer.
+    pub seq: i64,
 }
 
 /// An event as persisted, with its per-run sequence number.

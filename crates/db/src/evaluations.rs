@@ -41,9 +41,71 @@ pub struct EvaluationFilter {
     pub status: Option<EvaluationStatus>,
     /// Every pair must be among the evaluation's labels.
     pub labels: Vec<(String, String)>,
-    /// Continue after this (created_at, id), newest first.
-    pub before: Option<(DateTime<Utc>, EvaluationId)>,
+    /// Only names containing this text, ignoring case.
+    pub name: Option<String>,
+    /// Only evaluations submitted by the user of this name.
+    pub owner: Option<String>,
+    pub order: EvaluationOrder,
+    /// Continue after the evaluation with this sort key and id (see [`EvaluationOrder`]).
+    pub after: Option<(String, EvaluationId)>,
     pub limit: i64,
+}
+
+/// The order of a listing. Each is total (ties broken by id), so a cursor of
+/// (sort key, id) continues exactly where a page ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EvaluationOrder {
+    /// Newest first; the sort key is `created_at` in RFC 3339.
+    #[default]
+    Newest,
+    /// Oldest first; the sort key is `created_at` in RFC 3339.
+    Oldest,
+    /// By name, A to Z ignoring case; the sort key is the lowercased name.
+    NameAsc,
+    /// By name, Z to A ignoring case; the sort key is the lowercased name.
+    NameDesc,
+}
+
+impl EvaluationOrder {
+    /// The sort key of `evaluation` in this order, as a cursor carries it.
+    pub fn key_of(self, evaluation: &Evaluation) -> String {
+        match self {
+            Self::Newest | Self::Oldest => evaluation.created_at.to_rfc3339(),
+            Self::NameAsc | Self::NameDesc => evaluation.name.to_lowercase(),
+        }
+    }
+
+    /// (ORDER BY, the cursor condition) — fixed SQL, never built from input.
+    fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Newest => (
+                "e.created_at DESC, e.id DESC",
+                "(e.created_at, e.id) < ($8::timestamptz, $9)",
+            ),
+            Self::Oldest => (
+                "e.created_at ASC, e.id ASC",
+                "(e.created_at, e.id) > ($8::timestamptz, $9)",
+            ),
+            Self::NameAsc => (
+                "lower(e.name) ASC, e.id ASC",
+                "(lower(e.name), e.id) > ($8::text, $9)",
+            ),
+            Self::NameDesc => (
+                "lower(e.name) DESC, e.id DESC",
+                "(lower(e.name), e.id) < ($8::text, $9)",
+            ),
+        }
+    }
+}
+
+/// `text` as a LIKE pattern matching itself literally anywhere.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 const EVALUATION_COLUMNS: &str = "e.id, e.team_id, e.owner_id, u.name AS owner_name, e.name, e.spec, \
@@ -139,21 +201,27 @@ impl Db {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
+        let (order_by, after) = filter.order.sql();
         let rows: Vec<EvaluationRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {EVALUATION_COLUMNS} FROM evaluations e JOIN users u ON u.id = e.owner_id
              WHERE ($1::uuid IS NULL OR e.team_id = $1)
                AND ($2::text IS NULL OR e.status = $2)
                AND e.labels @> $3
-               AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4, $5))
-             ORDER BY e.created_at DESC, e.id DESC
+               AND ($4::text IS NULL OR lower(e.name) LIKE $4)
+               AND ($5::text IS NULL OR u.name = $5)
+               AND ($7::bool OR {after})
+             ORDER BY {order_by}
              LIMIT $6"
         )))
         .bind(filter.team_id.map(|t| t.as_uuid()))
         .bind(filter.status.map(|s| s.as_str()))
         .bind(Json(labels))
-        .bind(filter.before.map(|(at, _)| at))
-        .bind(filter.before.map(|(_, id)| id.as_uuid()))
+        .bind(filter.name.as_deref().map(contains_pattern))
+        .bind(filter.owner.as_deref())
         .bind(filter.limit)
+        .bind(filter.after.is_none())
+        .bind(filter.after.as_ref().map(|(key, _)| key.as_str()))
+        .bind(filter.after.as_ref().map(|(_, id)| id.as_uuid()))
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(Evaluation::try_from).collect()

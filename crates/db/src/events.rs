@@ -1,11 +1,12 @@
 //! Reading a run's event stream.
 
 use airlock_core::messages::StoredEvent;
+use airlock_core::score::ScoreSummary;
 use airlock_core::{EvaluationId, RunId};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use crate::rows::EventRow;
+use crate::rows::{AggregateRow, EventRow};
 use crate::{Db, Result};
 
 impl Db {
@@ -66,11 +67,8 @@ impl Db {
 
     /// Score aggregates of an evaluation, by name.
     #[tracing::instrument(skip(self))]
-    pub async fn scores_of(
-        &self,
-        evaluation_id: EvaluationId,
-    ) -> Result<Vec<airlock_core::score::ScoreSummary>> {
-        let rows: Vec<crate::rows::AggregateRow> = sqlx::query_as(
+    pub async fn scores_of(&self, evaluation_id: EvaluationId) -> Result<Vec<ScoreSummary>> {
+        let rows: Vec<AggregateRow> = sqlx::query_as(
             "SELECT name, count, mean, m2, min, max FROM score_aggregates
              WHERE evaluation_id = $1 ORDER BY name",
         )
@@ -78,5 +76,34 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(|r| r.summary()).collect())
+    }
+
+    /// The score aggregates of several evaluations, by name within each.
+    #[tracing::instrument(skip_all, fields(evaluations = ids.len()))]
+    pub async fn scores_of_many(
+        &self,
+        ids: &[EvaluationId],
+    ) -> Result<HashMap<EvaluationId, Vec<ScoreSummary>>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            evaluation_id: Uuid,
+            #[sqlx(flatten)]
+            aggregate: AggregateRow,
+        }
+        let uuids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT evaluation_id, name, count, mean, m2, min, max FROM score_aggregates
+             WHERE evaluation_id = ANY($1) ORDER BY evaluation_id, name",
+        )
+        .bind(&uuids)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = HashMap::new();
+        for row in rows {
+            out.entry(EvaluationId::from(row.evaluation_id))
+                .or_insert_with(Vec::new)
+                .push(row.aggregate.summary());
+        }
+        Ok(out)
     }
 }

@@ -8,10 +8,12 @@ pub mod identity;
 pub mod outbox;
 pub mod results;
 pub mod rows;
+pub mod system;
 
 pub use error::{DbError, Result};
 pub use outbox::OutboxMessage;
 pub use rows::*;
+pub use system::{OrchestratorStatus, RunLoad};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, postgres::PgListener};

@@ -33,9 +33,12 @@ pub struct Applied {
 }
 
 struct RunWork {
+    /// The run's row as it will be written; `snapshot.seq` is its `last_seq`.
     snapshot: RunSnapshot,
-    last_seq: i64,
+    /// Anything to write (events, state or scores).
     changed: bool,
+    /// Something clients show changed (state or scores): the run goes into the update.
+    row_changed: bool,
     /// (attempt, worker seq) accepted earlier in this batch: a report and its redelivery
     /// may arrive in the same batch.
     batch_seen: HashSet<(u32, u64)>,
@@ -97,11 +100,13 @@ impl Db {
                                     .entry(name.clone())
                                     .and_modify(|a| a.push(*value))
                                     .or_insert_with(|| Aggregate::of(*value));
+                                work.snapshot.scores.insert(name.clone(), *value);
+                                work.row_changed = true;
                             }
-                            work.last_seq += 1;
+                            work.snapshot.seq += 1;
                             new_events.push(NewEvent {
                                 run_id: run_id.as_uuid(),
-                                seq: work.last_seq,
+                                seq: work.snapshot.seq,
                                 attempt: batch.attempt as i32,
                                 source_seq: Some(event.seq as i64),
                                 ts: event.ts,
@@ -117,10 +122,10 @@ impl Db {
                         StatusOutcome::Changed { from } => {
                             *eval.deltas.entry(from.as_str()).or_default() -= 1;
                             *eval.deltas.entry(change.state.as_str()).or_default() += 1;
-                            work.last_seq += 1;
+                            work.snapshot.seq += 1;
                             new_events.push(NewEvent {
                                 run_id: run_id.as_uuid(),
-                                seq: work.last_seq,
+                                seq: work.snapshot.seq,
                                 attempt: change.attempt as i32,
                                 source_seq: None,
                                 ts: change.at,
@@ -131,8 +136,7 @@ impl Db {
                                 },
                             });
                             work.changed = true;
-                            eval.runs.retain(|r| r.id != *run_id);
-                            eval.runs.push(work.snapshot.clone());
+                            work.row_changed = true;
                         }
                     },
                 }
@@ -142,6 +146,13 @@ impl Db {
         insert_events(&mut tx, &new_events).await?;
         update_runs(&mut tx, runs.values().filter(|w| w.changed)).await?;
         applied.events_stored = new_events.len();
+        for work in runs.values().filter(|w| w.row_changed) {
+            evaluations
+                .entry(work.snapshot.evaluation_id)
+                .or_default()
+                .runs
+                .push(work.snapshot.clone());
+        }
         for event in new_events {
             let evaluation_id = runs[&RunId::from(event.run_id)].snapshot.evaluation_id;
             if let Some(eval) = evaluations.get_mut(&evaluation_id) {
@@ -263,36 +274,26 @@ async fn lock_runs(
     ids: Vec<RunId>,
 ) -> Result<HashMap<RunId, RunWork>> {
     let uuids: Vec<Uuid> = ids.iter().map(|r| r.as_uuid()).collect();
-    let rows: Vec<(i64, RunRow)> = sqlx::query_as::<_, RunRowWithSeq>(AssertSqlSafe(format!(
-        "SELECT last_seq, {RUN_COLUMNS} FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    let rows: Vec<RunRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
     )))
     .bind(&uuids)
     .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|r| (r.last_seq, r.run))
-    .collect();
+    .await?;
     let mut out = HashMap::with_capacity(rows.len());
-    for (last_seq, row) in rows {
+    for row in rows {
         let snapshot = RunSnapshot::try_from(row)?;
         out.insert(
             snapshot.id,
             RunWork {
                 snapshot,
-                last_seq,
                 changed: false,
+                row_changed: false,
                 batch_seen: HashSet::new(),
             },
         );
     }
     Ok(out)
-}
-
-#[derive(sqlx::FromRow)]
-struct RunRowWithSeq {
-    last_seq: i64,
-    #[sqlx(flatten)]
-    run: RunRow,
 }
 
 /// The worker seqs of `events` not stored yet (and not repeated within the batch).
@@ -362,7 +363,7 @@ async fn update_runs(
         return Ok(());
     }
     let ids: Vec<Uuid> = runs.iter().map(|w| w.snapshot.id.as_uuid()).collect();
-    let last_seqs: Vec<i64> = runs.iter().map(|w| w.last_seq).collect();
+    let last_seqs: Vec<i64> = runs.iter().map(|w| w.snapshot.seq).collect();
     let states: Vec<&str> = runs.iter().map(|w| w.snapshot.state.as_str()).collect();
     let reasons: Vec<Option<&str>> = runs.iter().map(|w| w.snapshot.reason.as_deref()).collect();
     let exit_codes: Vec<Option<i32>> = runs.iter().map(|w| w.snapshot.exit_code).collect();
@@ -370,13 +371,15 @@ async fn update_runs(
     let finished: Vec<Option<DateTime<Utc>>> =
         runs.iter().map(|w| w.snapshot.finished_at).collect();
     let attempts: Vec<i32> = runs.iter().map(|w| w.snapshot.attempt as i32).collect();
+    let scores: Vec<Json<&BTreeMap<String, f64>>> =
+        runs.iter().map(|w| Json(&w.snapshot.scores)).collect();
     sqlx::query(
         "UPDATE runs r SET last_seq = u.last_seq, state = u.state, reason = u.reason,
                 exit_code = u.exit_code, started_at = u.started_at, finished_at = u.finished_at,
-                attempt = u.attempt, updated_at = now()
+                attempt = u.attempt, scores = u.scores, updated_at = now()
          FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[],
-                     $7::timestamptz[], $8::int4[])
-              AS u(id, last_seq, state, reason, exit_code, started_at, finished_at, attempt)
+                     $7::timestamptz[], $8::int4[], $9::jsonb[])
+              AS u(id, last_seq, state, reason, exit_code, started_at, finished_at, attempt, scores)
          WHERE r.id = u.id",
     )
     .bind(&ids)
@@ -387,6 +390,7 @@ async fn update_runs(
     .bind(&started)
     .bind(&finished)
     .bind(&attempts)
+    .bind(&scores)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -397,30 +401,34 @@ async fn finish_evaluation(
     evaluation_id: EvaluationId,
     work: EvaluationWork,
 ) -> Result<EvaluationUpdate> {
-    let (team_id, Json(mut counts)): (Uuid, Json<StateCounts>) =
-        sqlx::query_as("SELECT team_id, counts FROM evaluations WHERE id = $1 FOR UPDATE")
-            .bind(evaluation_id.as_uuid())
-            .fetch_one(&mut **tx)
-            .await?;
+    let mut row: EvaluationProgress = sqlx::query_as(
+        "SELECT team_id, counts, started_at, finished_at, cancel_requested_at
+         FROM evaluations WHERE id = $1 FOR UPDATE",
+    )
+    .bind(evaluation_id.as_uuid())
+    .fetch_one(&mut **tx)
+    .await?;
+    let counts = &mut row.counts.0;
     for (state, delta) in &work.deltas {
         let state: RunState = state.parse().map_err(corrupt)?;
         let next = (counts.get(state) as i64 + delta).max(0) as u64;
         counts.set(state, next);
     }
-    let status = EvaluationStatus::derive(&counts);
+    let status = EvaluationStatus::derive(counts);
     if !work.deltas.is_empty() {
-        sqlx::query(
+        (row.started_at, row.finished_at) = sqlx::query_as(
             "UPDATE evaluations SET counts = $2, status = $3, updated_at = now(),
                     started_at = CASE WHEN $4 AND started_at IS NULL THEN now() ELSE started_at END,
                     finished_at = CASE WHEN $5 THEN COALESCE(finished_at, now()) ELSE NULL END
-             WHERE id = $1",
+             WHERE id = $1
+             RETURNING started_at, finished_at",
         )
         .bind(evaluation_id.as_uuid())
-        .bind(Json(&counts))
+        .bind(Json(&*counts))
         .bind(status.as_str())
         .bind(status != EvaluationStatus::Queued)
         .bind(status.is_terminal())
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
     }
     let mut scores = Vec::with_capacity(work.scores.len());
@@ -460,11 +468,24 @@ async fn finish_evaluation(
     }
     Ok(EvaluationUpdate {
         evaluation_id,
-        team_id: TeamId::from(team_id),
+        team_id: TeamId::from(row.team_id),
         status,
-        counts,
+        counts: row.counts.0,
         runs: work.runs,
         events: work.events,
         scores,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        cancel_requested_at: row.cancel_requested_at,
     })
+}
+
+/// An evaluation's row as the result-processor updates it.
+#[derive(sqlx::FromRow)]
+struct EvaluationProgress {
+    team_id: Uuid,
+    counts: Json<StateCounts>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    cancel_requested_at: Option<DateTime<Utc>>,
 }

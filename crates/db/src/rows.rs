@@ -111,7 +111,7 @@ impl TryFrom<EvaluationRow> for Evaluation {
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, evaluation_id, task_id, epoch, attempt, state, reason, \
-     exit_code, created_at, started_at, finished_at";
+     exit_code, created_at, started_at, finished_at, scores, last_seq";
 
 #[derive(FromRow)]
 pub(crate) struct RunRow {
@@ -126,6 +126,8 @@ pub(crate) struct RunRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub scores: Json<std::collections::BTreeMap<String, f64>>,
+    pub last_seq: i64,
 }
 
 impl TryFrom<RunRow> for RunSnapshot {
@@ -147,6 +149,8 @@ impl TryFrom<RunRow> for RunSnapshot {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            scores: row.scores.0,
+            seq: row.last_seq,
         })
     }
 }

@@ -428,6 +428,19 @@ async fn the_web_ui_is_served_with_a_fallback_for_deep_links_but_never_for_the_a
             (reply.status().as_u16(), reply.text().await.expect("body"))
         }
     };
+    let cache_control = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let reply = reqwest::get(&url).await.expect("GET");
+            let policy = reply
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (reply.status().as_u16(), policy)
+        }
+    };
     assert_eq!(
         text("/").await,
         (200, "<!doctype html><title>Airlock</title>".to_owned())
@@ -441,6 +454,27 @@ async fn the_web_ui_is_served_with_a_fallback_for_deep_links_but_never_for_the_a
         text("/assets/app.js").await,
         (200, "console.log('airlock')".to_owned())
     );
+    assert_eq!(
+        cache_control("/assets/app.js").await,
+        (200, "public, max-age=31536000, immutable".to_owned()),
+        "hashed assets are cached for a year"
+    );
+    assert_eq!(
+        cache_control("/").await,
+        (200, "no-cache".to_owned()),
+        "index.html is revalidated so a release shows at once"
+    );
+    assert_eq!(
+        cache_control("/evaluations/some-id").await,
+        (200, "no-cache".to_owned())
+    );
+    let (status, body) = text("/assets/app-missing.js").await;
+    assert_eq!(
+        (status, body.contains("<title>")),
+        (404, false),
+        "a missing asset is a 404, never index.html"
+    );
+    assert_eq!(cache_control("/assets/app-missing.js").await.1, "no-cache");
     let (status, body) = text("/api/v1/no-such-thing").await;
     assert_eq!(status, 404);
     let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error");

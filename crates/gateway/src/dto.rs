@@ -26,6 +26,17 @@ pub struct EvaluationSummaryOut {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// One aggregate per score name, by name.
+    pub scores: Vec<ScoreSummary>,
+}
+
+impl EvaluationSummaryOut {
+    pub fn new(e: &Evaluation, scores: Vec<ScoreSummary>) -> Self {
+        Self {
+            scores,
+            ..Self::from(e)
+        }
+    }
 }
 
 impl From<&Evaluation> for EvaluationSummaryOut {
@@ -44,6 +55,7 @@ impl From<&Evaluation> for EvaluationSummaryOut {
             created_at: e.created_at,
             started_at: e.started_at,
             finished_at: e.finished_at,
+            scores: Vec::new(),
         }
     }
 }
@@ -54,10 +66,8 @@ pub struct EvaluationOut {
     #[serde(flatten)]
     pub summary: EvaluationSummaryOut,
     pub spec: EvalSpec,
-    /// In task then epoch order.
+    /// In task then epoch order; empty when read with `runs=false`.
     pub runs: Vec<RunSnapshot>,
-    /// One aggregate per score name.
-    pub scores: Vec<ScoreSummary>,
 }
 
 /// One page of evaluations, newest first.
@@ -83,4 +93,44 @@ pub struct CancelOut {
     pub status: EvaluationStatus,
     /// When cancellation was first requested.
     pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MeOut {
+    pub user: String,
+    pub team: String,
+    pub team_id: TeamId,
+    pub role: airlock_core::Role,
+}
+
+/// What the platform can run and how busy it is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SystemOut {
+    /// The orchestrator that reported most recently; absent when none has.
+    pub orchestrator: Option<OrchestratorOut>,
+    /// Runs of every team not started yet (queued or scheduling).
+    pub queued: u64,
+    /// Runs of every team holding a sandbox (starting or running).
+    pub running: u64,
+    /// The caller's team's runs not started yet.
+    pub team_queued: u64,
+    /// The caller's team's runs holding a sandbox.
+    pub team_running: u64,
+}
+
+/// An orchestrator's report of itself.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrchestratorOut {
+    /// `local` or `kubernetes`.
+    pub runtime: String,
+    /// Sandboxes it runs at once, over all teams.
+    pub max_concurrent_runs: u32,
+    /// Sandboxes one team may hold at once; absent when only the capacity limits a team.
+    pub team_max_concurrent_runs: Option<u32>,
+    pub started_at: DateTime<Utc>,
+    /// When it last reported.
+    pub seen_at: DateTime<Utc>,
+    /// Whether it reported recently (within three report intervals).
+    pub online: bool,
 }

@@ -100,7 +100,7 @@ impl Gateway {
         let router = Router::new()
             .merge(api)
             .merge(airlock_service::ops_router(readiness.clone()))
-            .fallback_service(static_files::service(&config.static_dir))
+            .fallback_service(static_files::router(&config.static_dir))
             .layer(axum::middleware::from_fn(airlock_service::http_metrics))
             .layer(CompressionLayer::new());
         let broker = broker::BrokerTask {

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{evaluations, runs, stream};
+use crate::routes::{evaluations, me, runs, stream, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,12 +20,21 @@ use crate::routes::{evaluations, runs, stream};
         runs::read,
         runs::events,
         stream::stream,
+        stream::team_stream,
+        me::me,
+        system::system,
     ),
-    components(schemas(stream::StreamIn, airlock_core::spec::FieldError)),
+    components(schemas(
+        stream::StreamIn,
+        evaluations::SortOrder,
+        airlock_core::spec::FieldError
+    )),
     modifiers(&BearerAuth, &Operations),
     tags(
         (name = "evaluations", description = "Evaluations and their live stream"),
         (name = "runs", description = "Runs and their events"),
+        (name = "identity", description = "Who the caller is"),
+        (name = "system", description = "Capacity and load"),
         (name = "operations", description = "Health, readiness and metrics, on every service"),
     )
 )]

@@ -9,6 +9,7 @@ pub mod config;
 mod dispatcher;
 mod execute;
 mod follower;
+mod heartbeat;
 mod metrics;
 mod reports;
 mod retry;
@@ -114,6 +115,15 @@ impl Orchestrator {
                 async move { db.ping().await }
             },
         );
+        let heartbeat = tokio::spawn(
+            heartbeat::Heartbeat {
+                db: db.clone(),
+                runtime: runtime.kind(),
+                max_concurrent_runs: config.capacity(),
+                team_max_concurrent_runs: config.team_max_concurrent_runs,
+            }
+            .run(closing.clone()),
+        );
         let runtime_probe = runtime.clone();
         let runtime_health = readiness.spawn_probe(
             "sandbox-runtime",
@@ -199,6 +209,7 @@ impl Orchestrator {
         }
         closing.cancel();
         airlock_service::drain("dispatcher", Duration::from_secs(5), dispatcher).await;
+        airlock_service::drain("heartbeat", Duration::from_secs(5), heartbeat).await;
         airlock_service::drain("broker connection", Duration::from_secs(5), broker).await;
         probe.abort();
         runtime_health.abort();

@@ -164,40 +164,87 @@ impl Api {
         id: &str,
         resume: Option<&HashMap<String, i64>>,
     ) -> Result<Stream, u16> {
-        let ws_base = self.base.replacen("http://", "ws://", 1);
         let query = if resume.is_some() { "?resume=true" } else { "" };
-        let mut request = format!("{ws_base}/api/v1/evaluations/{id}/stream{query}")
+        let mut stream = self
+            .open_socket(
+                &format!("/api/v1/evaluations/{id}/stream{query}"),
+                SocketAuth::Header,
+            )
+            .await?;
+        if let Some(after) = resume {
+            stream
+                .send_json(&serde_json::json!({"type": "resume", "after_seq": after}))
+                .await;
+        }
+        Ok(stream)
+    }
+
+    /// Opens any of the API's WebSockets (`path` with its query), authenticated as
+    /// `auth` says; returns the HTTP status when the upgrade is refused.
+    pub async fn open_socket(&self, path: &str, auth: SocketAuth) -> Result<Stream, u16> {
+        let ws_base = self.base.replacen("http://", "ws://", 1);
+        let mut request = format!("{ws_base}{path}")
             .into_client_request()
             .expect("ws request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().expect("header"),
-        );
-        let mut socket = match tokio_tungstenite::connect_async(request).await {
-            Ok((socket, _)) => socket,
+        let headers = request.headers_mut();
+        match auth {
+            SocketAuth::Header => {
+                headers.insert(
+                    "authorization",
+                    format!("Bearer {}", self.token).parse().expect("header"),
+                );
+            }
+            SocketAuth::Subprotocol => {
+                headers.insert(
+                    "sec-websocket-protocol",
+                    format!("airlock.v1, bearer.{}", self.token)
+                        .parse()
+                        .expect("header"),
+                );
+            }
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, response)) => Ok(Stream {
+                socket,
+                protocol: response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                return Err(response.status().as_u16());
+                Err(response.status().as_u16())
             }
             Err(error) => panic!("WebSocket connect failed: {error}"),
-        };
-        if let Some(after) = resume {
-            let frame = serde_json::json!({"type": "resume", "after_seq": after});
-            socket
-                .send(Message::text(frame.to_string()))
-                .await
-                .expect("send resume");
         }
-        Ok(Stream { socket })
     }
+}
+
+/// How a WebSocket upgrade carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketAuth {
+    /// `Authorization: Bearer` (programs).
+    Header,
+    /// The subprotocol `bearer.<token>` beside `airlock.v1` (browsers).
+    Subprotocol,
 }
 
 pub struct Stream {
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
+    /// The subprotocol the server selected.
+    pub protocol: Option<String>,
 }
 
 impl Stream {
+    pub async fn send_json(&mut self, frame: &Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send frame");
+    }
+
     /// The next JSON frame, or None when the server closed the stream.
     pub async fn next(&mut self, limit: Duration) -> Option<Value> {
         loop {

@@ -9,7 +9,7 @@ pub mod kubernetes;
 pub mod proxy;
 pub mod stack;
 
-pub use client::{Api, Stream, assert_contiguous, seqs};
+pub use client::{Api, SocketAuth, Stream, assert_contiguous, seqs};
 pub use infra::{TestBroker, TestDatabase};
 pub use proxy::Proxy;
 pub use stack::{Service, Stack, StackOptions};
@@ -18,11 +18,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The directory holding the workspace's built binaries (`target/debug`), found from the
-/// running test executable (`target/debug/deps/<test>`).
+/// running executable: a test (`target/debug/deps/<test>`) or a binary beside them.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("target profile dir").to_path_buf()
+    let dir = exe.parent().expect("executable's directory");
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().expect("target profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with the command that builds it when missing.

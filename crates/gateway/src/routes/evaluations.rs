@@ -4,7 +4,7 @@ use airlock_core::messages::{Control, RunOwner, RunRequest, RunRequested, RunSna
 use airlock_core::spec::{SpecError, SpecFormat};
 use airlock_core::state::StateCounts;
 use airlock_core::{ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState};
-use airlock_db::evaluations::{EvaluationFilter, NewEvaluation, NewRun};
+use airlock_db::evaluations::{EvaluationFilter, EvaluationOrder, NewEvaluation, NewRun};
 use airlock_db::{Evaluation, OutboxMessage};
 use airlock_mq::topology;
 use axum::extract::rejection::BytesRejection;
@@ -134,13 +134,14 @@ pub async fn submit(
             created_at,
             started_at: None,
             finished_at: None,
+            scores: Default::default(),
+            seq: 1,
         })
         .collect();
     let out = EvaluationOut {
         summary: EvaluationSummaryOut::from(&evaluation),
         spec: evaluation.spec,
         runs,
-        scores: Vec::new(),
     };
     let mut response_headers = HeaderMap::new();
     if let Ok(location) = format!("/api/v1/evaluations/{id}").parse() {
@@ -219,13 +220,50 @@ pub struct ListQuery {
     status: Option<EvaluationStatus>,
     /// Only evaluations carrying this label, as `key=value`; repeat by separating with commas.
     label: Option<String>,
-    /// From `next_cursor` of the previous page.
+    /// Only evaluations whose name contains this text, ignoring case.
+    name: Option<String>,
+    /// Only evaluations submitted by the user of this name.
+    owner: Option<String>,
+    /// `newest` (default), `oldest`, `name_asc` or `name_desc`.
+    sort: Option<SortOrder>,
+    /// From `next_cursor` of the previous page, listed in the same order.
     cursor: Option<String>,
     /// Page size, 1 to 200; default 50.
     limit: Option<i64>,
 }
 
-/// List the team's evaluations, newest first.
+/// The order of a listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    #[default]
+    Newest,
+    Oldest,
+    NameAsc,
+    NameDesc,
+}
+
+impl SortOrder {
+    fn order(self) -> EvaluationOrder {
+        match self {
+            Self::Newest => EvaluationOrder::Newest,
+            Self::Oldest => EvaluationOrder::Oldest,
+            Self::NameAsc => EvaluationOrder::NameAsc,
+            Self::NameDesc => EvaluationOrder::NameDesc,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Newest => "newest",
+            Self::Oldest => "oldest",
+            Self::NameAsc => "name_asc",
+            Self::NameDesc => "name_desc",
+        }
+    }
+}
+
+/// List the team's evaluations (newest first unless `sort` says otherwise).
 #[utoipa::path(
     get,
     path = "/api/v1/evaluations",
@@ -265,52 +303,76 @@ pub async fn list(
             })
             .collect::<ApiResult<Vec<_>>>()?,
     };
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let sort = query.sort.unwrap_or_default();
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|cursor| decode_cursor(cursor, sort))
+        .transpose()?;
+    let nonempty = |text: &Option<String>| {
+        text.as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    let order = sort.order();
     let evaluations = state
         .db
         .evaluations(&EvaluationFilter {
             team_id: Some(caller.team_id()),
             status: query.status,
             labels,
-            before,
+            name: nonempty(&query.name),
+            owner: nonempty(&query.owner),
+            order,
+            after,
             limit: limit + 1,
         })
         .await?;
     let has_more = evaluations.len() as i64 > limit;
-    let items: Vec<EvaluationSummaryOut> = evaluations
+    let page = &evaluations[..evaluations.len().min(limit as usize)];
+    let ids: Vec<EvaluationId> = page.iter().map(|e| e.id).collect();
+    let mut scores = state.db.scores_of_many(&ids).await?;
+    let items = page
         .iter()
-        .take(limit as usize)
-        .map(Into::into)
+        .map(|e| EvaluationSummaryOut::new(e, scores.remove(&e.id).unwrap_or_default()))
         .collect();
-    let next_cursor = if has_more {
-        items
-            .last()
-            .map(|last| encode_cursor(last.created_at, last.id))
-    } else {
-        None
+    let next_cursor = match page.last() {
+        Some(last) if has_more => Some(encode_cursor(sort, &order.key_of(last), last.id)),
+        _ => None,
     };
     Ok(Json(EvaluationListOut { items, next_cursor }))
 }
 
-fn encode_cursor(at: DateTime<Utc>, id: EvaluationId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
+/// A cursor names its order, so a cursor used with another order is refused rather
+/// than silently skipping evaluations.
+fn encode_cursor(sort: SortOrder, key: &str, id: EvaluationId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}|{key}", sort.as_str()))
 }
 
-fn decode_cursor(text: &str) -> ApiResult<(DateTime<Utc>, EvaluationId)> {
+fn decode_cursor(text: &str, sort: SortOrder) -> ApiResult<(String, EvaluationId)> {
     let bad = || {
         ApiError::new(
             ErrorCode::MalformedRequest,
-            "cursor is not one this API returned",
+            "cursor is not one this API returned for this sort order",
         )
     };
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let (at, id) = raw.split_once('|').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| bad())?
-        .with_timezone(&Utc);
+    let mut parts = raw.splitn(3, '|');
+    let (Some(order), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if order != sort.as_str() {
+        return Err(bad());
+    }
+    if matches!(sort, SortOrder::Newest | SortOrder::Oldest)
+        && DateTime::parse_from_rfc3339(key).is_err()
+    {
+        return Err(bad());
+    }
     let id = EvaluationId::parse(id).ok_or_else(bad)?;
-    Ok((at, id))
+    Ok((key.to_owned(), id))
 }
 
 /// The evaluation with this id if the caller's team owns it; 404 otherwise, so another
@@ -328,12 +390,20 @@ pub(crate) async fn visible_evaluation(
         .ok_or_else(|| ApiError::not_found("evaluation"))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// Include the runs (default true); `false` leaves `runs` empty, for a client that
+    /// takes them from the stream's snapshot instead.
+    runs: Option<bool>,
+}
+
 /// Read one evaluation with its runs and score aggregates.
 #[utoipa::path(
     get,
     path = "/api/v1/evaluations/{id}",
     tag = "evaluations",
-    params(("id" = String, Path, description = "Evaluation id")),
+    params(("id" = String, Path, description = "Evaluation id"), ReadQuery),
     responses(
         (status = 200, description = "The evaluation", body = EvaluationOut),
         (status = 401, description = "No valid token", body = ErrorOut),
@@ -345,16 +415,22 @@ pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationOut>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
     let id = evaluation.id;
-    let runs = state.db.runs_of(id).await?;
+    let runs = if query.runs.unwrap_or(true) {
+        state.db.runs_of(id).await?
+    } else {
+        Vec::new()
+    };
     let scores = state.db.scores_of(id).await?;
     Ok(Json(EvaluationOut {
-        summary: EvaluationSummaryOut::from(&evaluation),
+        summary: EvaluationSummaryOut::new(&evaluation, scores),
         spec: evaluation.spec,
         runs,
-        scores,
     }))
 }
 
@@ -421,16 +497,36 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let at = Utc::now();
         let id = EvaluationId::new();
-        let (back_at, back_id) = decode_cursor(&encode_cursor(at, id)).expect("round trip");
-        assert_eq!((back_at, back_id), (at, id));
-        assert_eq!(
-            decode_cursor("nope")
-                .map(|_| ())
-                .expect_err("garbage")
-                .code(),
-            ErrorCode::MalformedRequest
-        );
+        let at = Utc::now().to_rfc3339();
+        let (key, back_id) = decode_cursor(
+            &encode_cursor(SortOrder::Newest, &at, id),
+            SortOrder::Newest,
+        )
+        .expect("round trip");
+        assert_eq!((key, back_id), (at, id));
+        let name = "a|b name";
+        let (key, _) = decode_cursor(
+            &encode_cursor(SortOrder::NameAsc, name, id),
+            SortOrder::NameAsc,
+        )
+        .expect("names may hold the separator");
+        assert_eq!(key, name);
+        for (cursor, sort) in [
+            ("nope".to_owned(), SortOrder::Newest),
+            (
+                encode_cursor(SortOrder::NameAsc, "x", id),
+                SortOrder::Newest,
+            ),
+            (encode_cursor(SortOrder::Oldest, "x", id), SortOrder::Oldest),
+        ] {
+            assert_eq!(
+                decode_cursor(&cursor, sort)
+                    .map(|_| ())
+                    .expect_err("refused")
+                    .code(),
+                ErrorCode::MalformedRequest
+            );
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The REST and WebSocket API, one module per resource.
 
 pub mod evaluations;
+pub mod me;
 pub mod runs;
 pub mod stream;
+pub mod system;
 
 use axum::Router;
 
@@ -13,4 +15,6 @@ pub fn api_router() -> Router<AppState> {
         .merge(evaluations::router())
         .merge(runs::router())
         .merge(stream::router())
+        .merge(me::router())
+        .merge(system::router())
 }

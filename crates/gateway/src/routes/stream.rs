@@ -6,23 +6,36 @@
 //! and receives only later events. Every event carries its per-run `seq`; the session
 //! remembers the last seq sent per run, drops anything already sent and fetches any
 //! gap from PostgreSQL before sending a later event.
+//!
+//! `events` narrows the events sent (all, none, or one run's, which also narrows the
+//! run frames to that run) and `runs=true` puts the runs into the snapshot, so a page
+//! showing a runs table needs no separate read that could miss an update.
+//!
+//! `GET /api/v1/stream` is the team's stream: one `evaluation` frame per change to any
+//! of the team's evaluations. Its `backlog_complete` frame means "subscribed: read the
+//! list now"; it is sent again when the session fell behind and frames were lost.
+//!
+//! Both authenticate like every request, or by offering the subprotocol
+//! `bearer.<token>` beside `airlock.v1` (browsers cannot set headers on a WebSocket).
 
 use airlock_core::messages::{EvaluationUpdate, RunSnapshot, StoredEvent};
 use airlock_core::score::ScoreSummary;
 use airlock_core::state::StateCounts;
-use airlock_core::{ErrorCode, EvaluationId, EvaluationStatus, RunId};
+use airlock_core::{ErrorCode, EvaluationId, EvaluationStatus, RunId, TeamId};
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, STREAM_PROTOCOL};
 use crate::dto::EvaluationSummaryOut;
 use crate::error::{ApiError, ApiResult, ErrorOut};
 use crate::routes::evaluations::visible_evaluation;
@@ -30,7 +43,9 @@ use crate::routes::evaluations::visible_evaluation;
 const BACKLOG_PAGE: i64 = 2_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/evaluations/{id}/stream", get(stream))
+    Router::new()
+        .route("/api/v1/evaluations/{id}/stream", get(stream))
+        .route("/api/v1/stream", get(team_stream))
 }
 
 /// What the server sends, one JSON text frame each.
@@ -41,6 +56,10 @@ pub enum StreamOut {
     Snapshot {
         evaluation: EvaluationSummaryOut,
         scores: Vec<ScoreSummary>,
+        /// Every run in task then epoch order (only that run with `events=<run id>`);
+        /// present when asked for with `runs=true`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        runs: Option<Vec<RunSnapshot>>,
     },
     /// One event of one run, in seq order per run.
     Event { event: StoredEvent },
@@ -51,9 +70,13 @@ pub enum StreamOut {
     /// The evaluation's status, counts or scores changed. `scores` holds only the
     /// aggregates that changed, each complete: replace those by name.
     Evaluation {
+        id: EvaluationId,
         status: EvaluationStatus,
         counts: StateCounts,
         scores: Vec<ScoreSummary>,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+        cancel_requested_at: Option<DateTime<Utc>>,
     },
     /// The session cannot go on (bad resume message, server shutting down).
     Error { code: ErrorCode, message: String },
@@ -72,6 +95,37 @@ pub enum StreamIn {
 pub struct StreamQuery {
     /// Wait for a `resume` frame before sending the backlog.
     resume: Option<bool>,
+    /// Which events to send: `all` (default), `none`, or a run id for that run's only
+    /// (its run frames only, too).
+    events: Option<String>,
+    /// Put the runs into the snapshot frame.
+    runs: Option<bool>,
+}
+
+/// Which events a session sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventScope {
+    All,
+    None,
+    Run(RunId),
+}
+
+impl EventScope {
+    fn includes(self, run_id: RunId) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Run(id) => id == run_id,
+        }
+    }
+
+    /// Whether run frames of `run_id` are sent.
+    fn shows_run(self, run_id: RunId) -> bool {
+        match self {
+            Self::Run(id) => id == run_id,
+            Self::All | Self::None => true,
+        }
+    }
 }
 
 /// Watch an evaluation live (WebSocket).
@@ -91,29 +145,131 @@ pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<StreamQuery>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.body_text()))?;
     let id = visible_evaluation(&state, &caller, &id).await?.id;
-    let resume = query.resume.unwrap_or(false);
-    Ok(upgrade.on_upgrade(move |socket| async move {
-        crate::metrics::websocket_opened();
-        let mut session = Session {
-            state,
-            evaluation_id: id,
-            socket,
-            seen: HashMap::new(),
-        };
-        if let Err(error) = session.run(resume).await {
-            tracing::debug!(evaluation_id = %id, %error, "stream session ended");
+    let scope = match query.events.as_deref() {
+        None | Some("all") => EventScope::All,
+        Some("none") => EventScope::None,
+        Some(run) => {
+            let not_here = || ApiError::not_found("run of this evaluation");
+            let run_id = RunId::parse(run).ok_or_else(not_here)?;
+            match state.db.run(run_id).await? {
+                Some((run, _)) if run.evaluation_id == id => EventScope::Run(run_id),
+                _ => return Err(not_here()),
+            }
         }
-        crate::metrics::websocket_closed();
-    }))
+    };
+    let resume = query.resume.unwrap_or(false);
+    let with_runs = query.runs.unwrap_or(false);
+    Ok(upgrade
+        .protocols([STREAM_PROTOCOL])
+        .on_upgrade(move |socket| async move {
+            crate::metrics::websocket_opened();
+            let mut session = Session {
+                state,
+                evaluation_id: id,
+                scope,
+                socket,
+                seen: HashMap::new(),
+            };
+            if let Err(error) = session.run(resume, with_runs).await {
+                tracing::debug!(evaluation_id = %id, %error, "stream session ended");
+            }
+            crate::metrics::websocket_closed();
+        }))
+}
+
+/// Watch every evaluation of the caller's team live (WebSocket).
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    tag = "evaluations",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; frames are StreamOut: `backlog_complete`, then `evaluation` per change", body = StreamOut),
+        (status = 401, description = "No valid token", body = ErrorOut),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn team_stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let team_id = caller.team_id();
+    upgrade
+        .protocols([STREAM_PROTOCOL])
+        .on_upgrade(move |mut socket| async move {
+            crate::metrics::websocket_opened();
+            if let Err(error) = run_team_stream(&state, team_id, &mut socket).await {
+                tracing::debug!(%error, "team stream ended");
+            }
+            crate::metrics::websocket_closed();
+        })
+}
+
+async fn run_team_stream(
+    state: &AppState,
+    team_id: TeamId,
+    socket: &mut WebSocket,
+) -> Result<(), SessionError> {
+    let mut live = state.hub.subscribe();
+    send(socket, &StreamOut::BacklogComplete).await?;
+    loop {
+        tokio::select! {
+            update = live.recv() => match update {
+                Ok(update) if update.team_id == team_id => {
+                    send(socket, &evaluation_frame(&update)).await?;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => send(socket, &StreamOut::BacklogComplete).await?,
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+            () = state.shutdown.cancelled() => {
+                send(socket, &shutting_down()).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn evaluation_frame(update: &EvaluationUpdate) -> StreamOut {
+    StreamOut::Evaluation {
+        id: update.evaluation_id,
+        status: update.status,
+        counts: update.counts.clone(),
+        scores: update.scores.clone(),
+        started_at: update.started_at,
+        finished_at: update.finished_at,
+        cancel_requested_at: update.cancel_requested_at,
+    }
+}
+
+fn shutting_down() -> StreamOut {
+    StreamOut::Error {
+        code: ErrorCode::Unavailable,
+        message: "the server is shutting down; reconnect and resume".into(),
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &StreamOut) -> Result<(), SessionError> {
+    let text =
+        serde_json::to_string(message).map_err(|e| SessionError::Api(ApiError::internal(e)))?;
+    socket.send(Message::Text(Utf8Bytes::from(text))).await?;
+    Ok(())
 }
 
 struct Session {
     state: AppState,
     evaluation_id: EvaluationId,
+    scope: EventScope,
     socket: WebSocket,
     /// Last seq sent per run.
     seen: HashMap<RunId, i64>,
@@ -136,7 +292,7 @@ impl From<airlock_db::DbError> for SessionError {
 }
 
 impl Session {
-    async fn run(&mut self, resume: bool) -> Result<(), SessionError> {
+    async fn run(&mut self, resume: bool, with_runs: bool) -> Result<(), SessionError> {
         // Subscribe before reading the backlog, so nothing committed in between is missed.
         let mut live = self.state.hub.subscribe();
         if resume {
@@ -149,9 +305,17 @@ impl Session {
             .await?
             .ok_or(SessionError::Closed)?;
         let scores = self.state.db.scores_of(self.evaluation_id).await?;
+        let runs = if with_runs {
+            let mut runs = self.state.db.runs_of(self.evaluation_id).await?;
+            runs.retain(|run| self.scope.shows_run(run.id));
+            Some(runs)
+        } else {
+            None
+        };
         self.send(&StreamOut::Snapshot {
-            evaluation: EvaluationSummaryOut::from(&evaluation),
+            evaluation: EvaluationSummaryOut::new(&evaluation, scores.clone()),
             scores,
+            runs,
         })
         .await?;
         self.send_backlog().await?;
@@ -174,7 +338,7 @@ impl Session {
                     Some(Ok(_)) => {}
                 },
                 () = shutdown.cancelled() => {
-                    self.send(&StreamOut::Error { code: ErrorCode::Unavailable, message: "the server is shutting down; reconnect and resume".into() }).await?;
+                    self.send(&shutting_down()).await?;
                     return Ok(());
                 }
             }
@@ -207,31 +371,52 @@ impl Session {
         }
     }
 
-    /// Sends every stored event the client has not seen, page by page.
+    /// Sends every stored event in scope the client has not seen, page by page.
     async fn send_backlog(&mut self) -> Result<(), SessionError> {
-        let mut from = None;
-        loop {
-            let page = self
-                .state
-                .db
-                .evaluation_backlog(self.evaluation_id, &self.seen, from, BACKLOG_PAGE)
-                .await?;
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            from = Some((last.run_id, last.seq));
-            let full = page.len() as i64 == BACKLOG_PAGE;
-            for event in page {
-                self.send_event(event).await?;
-            }
-            if !full {
-                return Ok(());
+        match self.scope {
+            EventScope::None => Ok(()),
+            EventScope::Run(run_id) => loop {
+                let after = self.seen.get(&run_id).copied().unwrap_or(0);
+                let page = self
+                    .state
+                    .db
+                    .run_events(run_id, after, BACKLOG_PAGE)
+                    .await?;
+                let full = page.len() as i64 == BACKLOG_PAGE;
+                for event in page {
+                    self.send_event(event).await?;
+                }
+                if !full {
+                    return Ok(());
+                }
+            },
+            EventScope::All => {
+                let mut from = None;
+                loop {
+                    let page = self
+                        .state
+                        .db
+                        .evaluation_backlog(self.evaluation_id, &self.seen, from, BACKLOG_PAGE)
+                        .await?;
+                    let Some(last) = page.last() else {
+                        return Ok(());
+                    };
+                    from = Some((last.run_id, last.seq));
+                    let full = page.len() as i64 == BACKLOG_PAGE;
+                    for event in page {
+                        self.send_event(event).await?;
+                    }
+                    if !full {
+                        return Ok(());
+                    }
+                }
             }
         }
     }
 
     async fn forward(&mut self, update: &EvaluationUpdate) -> Result<(), SessionError> {
-        for event in &update.events {
+        let scope = self.scope;
+        for event in update.events.iter().filter(|e| scope.includes(e.run_id)) {
             let last = self.seen.get(&event.run_id).copied().unwrap_or(0);
             if event.seq <= last {
                 continue;
@@ -248,17 +433,11 @@ impl Session {
             }
             self.send_event(event.clone()).await?;
         }
-        for run in &update.runs {
+        for run in update.runs.iter().filter(|r| scope.shows_run(r.id)) {
             self.send(&StreamOut::Run { run: run.clone() }).await?;
         }
-        let scores = update.scores.clone();
-        if !update.runs.is_empty() || !scores.is_empty() {
-            self.send(&StreamOut::Evaluation {
-                status: update.status,
-                counts: update.counts.clone(),
-                scores,
-            })
-            .await?;
+        if !update.runs.is_empty() || !update.scores.is_empty() {
+            self.send(&evaluation_frame(update)).await?;
         }
         Ok(())
     }
@@ -273,11 +452,6 @@ impl Session {
     }
 
     async fn send(&mut self, message: &StreamOut) -> Result<(), SessionError> {
-        let text =
-            serde_json::to_string(message).map_err(|e| SessionError::Api(ApiError::internal(e)))?;
-        self.socket
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await?;
-        Ok(())
+        send(&mut self.socket, message).await
     }
 }
