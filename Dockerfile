@@ -9,6 +9,11 @@ RUN cargo build --release --bins \
  && mkdir -p /out \
  && cp target/release/airlock-gateway target/release/airlock-orchestrator \
        target/release/airlock-result-processor target/release/airlock-worker /out/
+# The worker for Kubernetes pods runs in users' images, whose libc varies: link it
+# statically (glibc's crt-static; it uses no NSS or dlopen).
+RUN RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release -p airlock-worker --target x86_64-unknown-linux-gnu \
+ && cp target/x86_64-unknown-linux-gnu/release/airlock-worker /out/airlock-worker-static
 
 # The web UI, built into static files the gateway serves.
 FROM node:20-bookworm-slim AS frontend
@@ -52,8 +57,9 @@ ENV AIRLOCK_HTTP_ADDR=0.0.0.0:8081 AIRLOCK_SANDBOX_DIR=/var/lib/airlock/sandboxe
 EXPOSE 8081
 ENTRYPOINT ["/usr/local/bin/airlock-orchestrator"]
 
-# Carries only the worker, for the Kubernetes runtime's init container to copy.
-FROM busybox:1.36 AS worker
-COPY --from=build /out/airlock-worker /airlock-worker
-USER 10001
+# Carries only the statically linked worker, for the Kubernetes runtime's init container
+# to copy into each pod (`/airlock-worker --install /airlock/bin`).
+FROM scratch AS worker
+COPY --from=build --chmod=0555 /out/airlock-worker-static /airlock-worker
+USER 65532
 ENTRYPOINT ["/airlock-worker"]

@@ -1,7 +1,7 @@
 //! An evaluation's life as a user sees it: submit, watch live, read results; failures,
 //! time limits and cancellation.
 
-use airlock_test_support::{Stack, StackOptions, assert_contiguous, seqs};
+use airlock_test_support::{Stack, StackOptions, assert_contiguous, kubernetes, seqs};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,6 +25,24 @@ fn status_states(events: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn evaluation_goes_live_from_submission_to_exact_scores() {
     let stack = Stack::start(StackOptions::default()).await;
+    goes_live(&stack).await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evaluation_goes_live_through_the_kubernetes_runtime() {
+    let (cluster, stack) = kubernetes::start(StackOptions::default(), kubernetes::kubelet()).await;
+    goes_live(&stack).await;
+    let pods = cluster.pods(kubernetes::NAMESPACE);
+    assert_eq!(pods.len(), 6, "one pod per run, kept for inspection");
+    assert!(
+        pods.iter().all(|p| p["status"]["phase"] == "Succeeded"),
+        "{pods:?}"
+    );
+    stack.stop().await;
+}
+
+async fn goes_live(stack: &Stack) {
     let api = stack.api(&stack.token("alice", "red", "researcher").await);
     let spec = json!({
         "name": "three tasks, two epochs",
@@ -168,7 +186,6 @@ async fn evaluation_goes_live_from_submission_to_exact_scores() {
     assert!(replayed.iter().all(|e| e["run_id"] == some_run.as_str()));
     assert_eq!(replayed_seqs, (3..=events.len() as i64).collect::<Vec<_>>());
     resumed.close().await;
-    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,9 +15,12 @@ pub struct Cli {
 pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
-    /// Sandbox runtime: `local` (bubblewrap on this machine).
+    /// Sandbox runtime: `local` (bubblewrap on this machine) or `kubernetes` (a pod per
+    /// attempt; see the `AIRLOCK_K8S_*` settings).
     #[arg(long, env = "AIRLOCK_RUNTIME", default_value = "local")]
     pub runtime: String,
+    #[command(flatten)]
+    pub kubernetes: crate::runtime::kubernetes::config::KubernetesConfig,
     /// The worker binary run inside each sandbox; default: `airlock-worker` beside this
     /// executable.
     #[arg(long, env = "AIRLOCK_WORKER_PATH")]

@@ -33,6 +33,24 @@ pub enum Command {
     ConnectionLost,
     /// A held-back retry became due.
     Tick,
+    /// Follow a sandbox that outlived an earlier orchestrator (it is running already);
+    /// `cancelled` when its evaluation was cancelled meanwhile.
+    Resume {
+        request: Box<RunRequested>,
+        cancelled: bool,
+    },
+}
+
+fn ticket_of(request: &RunRequested) -> Ticket {
+    Ticket {
+        run_id: request.run_id,
+        evaluation_id: request.evaluation_id,
+        team_id: request.team_id,
+        attempt: request.attempt,
+        priority: request.priority,
+        submitted_at: request.submitted_at,
+        not_before: request.not_before,
+    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
@@ -72,7 +90,12 @@ impl Dispatcher {
         let mut cancelled: HashSet<EvaluationId> = HashSet::new();
         let mut told: HashMap<RunId, String> = HashMap::new();
         loop {
-            let due = scheduler.next_due(Utc::now());
+            let mut due = scheduler.next_due(Utc::now());
+            if scheduler.waiting_count() > 0 && self.runtime.live_sandboxes().is_some() {
+                // Capacity may free without a command (a pod ends or goes elsewhere).
+                let soon = Utc::now() + chrono::Duration::seconds(1);
+                due = Some(due.map_or(soon, |d| d.min(soon)));
+            }
             let command = tokio::select! {
                 () = closing.cancelled() => return,
                 command = self.commands.recv() => match command {
@@ -108,16 +131,7 @@ impl Dispatcher {
                             continue;
                         }
                     }
-                    let ticket = Ticket {
-                        run_id: request.run_id,
-                        evaluation_id: request.evaluation_id,
-                        team_id: request.team_id,
-                        attempt: request.attempt,
-                        priority: request.priority,
-                        submitted_at: request.submitted_at,
-                        not_before: request.not_before,
-                    };
-                    scheduler.enqueue(ticket, (request, delivery));
+                    scheduler.enqueue(ticket_of(&request), (request, delivery));
                 }
                 Command::Cancel(evaluation_id) => {
                     cancelled.insert(evaluation_id);
@@ -146,33 +160,25 @@ impl Dispatcher {
                     scheduler.clear_waiting();
                     told.clear();
                 }
+                Command::Resume { request, cancelled } => {
+                    if running.contains_key(&request.run_id) {
+                        continue;
+                    }
+                    scheduler.adopt(ticket_of(&request));
+                    let flag = self.start(&mut running, *request, None);
+                    if cancelled {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            if let Some(live) = self.runtime.live_sandboxes() {
+                scheduler.observe_sandboxes(live);
             }
             while !draining.is_cancelled()
                 && let Some((ticket, (request, delivery))) = scheduler.next_startable(Utc::now())
             {
                 told.remove(&ticket.run_id);
-                let flag = Arc::new(AtomicBool::new(false));
-                running.insert(
-                    ticket.run_id,
-                    Running {
-                        cancelled: flag.clone(),
-                        name: sandbox_name(request.run_id, request.attempt),
-                    },
-                );
-                let execution = Execution {
-                    request,
-                    delivery,
-                    runtime: self.runtime.clone(),
-                    sink: self.sink.clone(),
-                    cancelled: flag,
-                    worker_env: self.worker_env.clone(),
-                    retry: self.retry,
-                };
-                let done = self.completions.clone();
-                self.executions.spawn(async move {
-                    execution.run().await;
-                    let _ = done.send(Command::Finished(ticket.run_id)).await;
-                });
+                self.start(&mut running, request, Some(delivery));
             }
             crate::metrics::scheduler(scheduler.running_count(), scheduler.waiting_count());
             let reasons: Vec<(Attempt, String)> = scheduler
@@ -197,6 +203,40 @@ impl Dispatcher {
                     .await;
             }
         }
+    }
+
+    /// Starts the execution of an attempt that holds a slot; without a delivery it
+    /// resumes a sandbox that exists. Returns its cancellation flag.
+    fn start(
+        &self,
+        running: &mut HashMap<RunId, Running>,
+        request: RunRequested,
+        delivery: Option<Delivery>,
+    ) -> Arc<AtomicBool> {
+        let run_id = request.run_id;
+        let flag = Arc::new(AtomicBool::new(false));
+        running.insert(
+            run_id,
+            Running {
+                cancelled: flag.clone(),
+                name: sandbox_name(request.run_id, request.attempt),
+            },
+        );
+        let execution = Execution {
+            request,
+            delivery,
+            runtime: self.runtime.clone(),
+            sink: self.sink.clone(),
+            cancelled: flag.clone(),
+            worker_env: self.worker_env.clone(),
+            retry: self.retry,
+        };
+        let done = self.completions.clone();
+        self.executions.spawn(async move {
+            execution.run().await;
+            let _ = done.send(Command::Finished(run_id)).await;
+        });
+        flag
     }
 
     /// Whether a requested run may start: not if its evaluation was cancelled, nor if

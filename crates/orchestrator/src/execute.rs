@@ -1,21 +1,27 @@
 //! The life of one attempt once it has a slot: create the sandbox, acknowledge the
-//! request (only now that the sandbox exists), follow its output, wait for its end,
-//! decide how it ended (or retry it when the platform broke it), clean up.
+//! request (only now that the sandbox exists), report its placement, follow its output,
+//! wait for its end, decide how it ended (or retry it when the platform broke it), clean
+//! up. A resumed attempt (its sandbox outlived an earlier orchestrator) skips creation.
 
 use airlock_core::RunState;
 use airlock_core::messages::RunRequested;
 use airlock_mq::Delivery;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::mpsc;
 
 use crate::follower::{self, Outcome};
 use crate::reports::{Attempt, ReportSink};
 use crate::retry::{RetryPolicy, retry_or_fail};
-use crate::runtime::{Created, RuntimeError, SandboxExit, SandboxRequest, SandboxRuntime};
+use crate::runtime::{
+    Created, Placement, RuntimeError, SandboxExit, SandboxRequest, SandboxRuntime,
+};
 
 pub struct Execution {
     pub request: RunRequested,
-    pub delivery: Delivery,
+    /// The request's delivery, acknowledged once the sandbox exists; `None` when the
+    /// attempt resumes a sandbox that outlived an earlier orchestrator.
+    pub delivery: Option<Delivery>,
     pub runtime: Arc<dyn SandboxRuntime>,
     pub sink: ReportSink,
     /// Set when the evaluation is cancelled while this attempt runs.
@@ -63,36 +69,15 @@ impl Execution {
     /// Runs the attempt to its end; `None` when another execution owns the sandbox.
     async fn attempt_in(&self, sandbox: &SandboxRequest, name: &str) -> Option<Ending> {
         let attempt = self.attempt();
-        self.sink
-            .status(
-                attempt,
-                RunState::Scheduling,
-                Some("creating the sandbox".into()),
-                None,
-            )
-            .await;
-        let created = self.runtime.create(sandbox).await;
-        crate::metrics::sandbox_created(&created);
-        let acked = airlock_mq::ack(&self.delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
-        if let Err(error) = acked {
-            tracing::warn!(%error, "run request not acknowledged; a redelivery will find the sandbox");
-        }
-        match created {
-            Ok(Created::New) => {}
-            Ok(Created::Existing) => {
-                tracing::info!(sandbox = %name, "sandbox already exists; not starting another");
-                return None;
+        if let Some(delivery) = &self.delivery {
+            match self.create(sandbox, delivery).await {
+                Ok(()) => {}
+                Err(ending) => return ending,
             }
-            Err(RuntimeError::Refused(reason)) => return Some(Ending::error(reason)),
-            Err(error) => {
-                return Some(Ending::Retry(format!(
-                    "the sandbox could not be created: {error}"
-                )));
-            }
+        } else {
+            tracing::info!(sandbox = %name, "resuming a sandbox left running by an earlier orchestrator");
         }
-        self.sink
-            .status(attempt, RunState::Starting, None, None)
-            .await;
+        self.report_placement(name).await;
         if self.cancelled.load(Ordering::SeqCst) {
             let _ = self.runtime.stop(name).await;
         }
@@ -104,7 +89,7 @@ impl Execution {
                 follower::follow(output, attempt, &self.sink).await
             }
             Err(error) => {
-                tracing::error!(%error, "cannot read sandbox output");
+                tracing::warn!(%error, "no sandbox output to read");
                 Outcome::default()
             }
         };
@@ -117,6 +102,76 @@ impl Execution {
             ),
             Err(error) => Ending::Retry(format!("the sandbox was lost: {error}")),
         })
+    }
+}
+
+impl Execution {
+    /// Creates the sandbox and acknowledges the request; `Err` is how the attempt ends
+    /// (`None`: another execution owns the sandbox).
+    async fn create(
+        &self,
+        sandbox: &SandboxRequest,
+        delivery: &Delivery,
+    ) -> Result<(), Option<Ending>> {
+        self.sink
+            .status(
+                self.attempt(),
+                RunState::Scheduling,
+                Some("creating the sandbox".into()),
+                None,
+            )
+            .await;
+        let created = self.runtime.create(sandbox).await;
+        crate::metrics::sandbox_created(&created);
+        let acked = airlock_mq::ack(delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
+        if let Err(error) = acked {
+            tracing::warn!(%error, "run request not acknowledged; a redelivery will find the sandbox");
+        }
+        match created {
+            Ok(Created::New) => Ok(()),
+            // A sandbox that outlives orchestrators and exists already is one nobody in
+            // this process follows (the dispatcher knows the runs it follows): follow it.
+            Ok(Created::Existing) if self.runtime.survives_restart() => {
+                tracing::info!(sandbox = %sandbox.sandbox_name(), "sandbox already exists; following it");
+                Ok(())
+            }
+            Ok(Created::Existing) => {
+                tracing::info!(sandbox = %sandbox.sandbox_name(), "sandbox already exists; not starting another");
+                Err(None)
+            }
+            Err(RuntimeError::Refused(reason)) => Err(Some(Ending::error(reason))),
+            Err(error) => Err(Some(Ending::Retry(format!(
+                "the sandbox could not be created: {error}"
+            )))),
+        }
+    }
+
+    /// Reports `scheduling` (with the runtime's reasons) and `starting` until the
+    /// sandbox's program starts or the sandbox ends first.
+    async fn report_placement(&self, name: &str) {
+        let (progress, mut placements) = mpsc::unbounded_channel();
+        let placing = self.runtime.until_started(name, progress);
+        let mut placing = std::pin::pin!(placing);
+        let mut done = false;
+        loop {
+            tokio::select! {
+                biased;
+                placement = placements.recv() => match placement {
+                    Some(placement) => self.report(placement).await,
+                    None if done => return,
+                    None => {}
+                },
+                () = &mut placing, if !done => done = true,
+            }
+        }
+    }
+
+    async fn report(&self, placement: Placement) {
+        let (state, reason) = match placement {
+            Placement::Scheduling(reason) => (RunState::Scheduling, Some(reason)),
+            Placement::Starting(reason) => (RunState::Starting, reason),
+        };
+        self.sink.status(self.attempt(), state, reason, None).await;
     }
 }
 
@@ -186,9 +241,23 @@ pub fn verdict(
     if exit.stopped {
         return Ending::Retry("the orchestrator shut down before the run finished".into());
     }
-    if outcome.timed_out || exit.deadline_exceeded {
+    if outcome.timed_out {
         let reason = format!("exceeded its time limit of {}s", request.timeout_secs);
         return end(RunState::TimedOut, Some(reason), None);
+    }
+    if exit.deadline_exceeded {
+        let reason = format!(
+            "exceeded its time limit of {}s (the sandbox's deadline ended it)",
+            request.timeout_secs
+        );
+        return end(RunState::TimedOut, Some(reason), None);
+    }
+    if let Some(failure) = &exit.failure {
+        return if failure.retryable {
+            Ending::Retry(failure.reason.clone())
+        } else {
+            end(RunState::Error, Some(failure.reason.clone()), None)
+        };
     }
     if exit.oom_killed {
         let reason = format!(

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::reports::{Attempt, ReportSink};
 use crate::retry::RetryPolicy;
 use crate::runtime::SandboxRuntime;
+use crate::runtime::kubernetes::KubernetesRuntime;
 use crate::runtime::local::{LocalConfig, LocalRuntime};
 
 pub struct Orchestrator {
@@ -38,6 +39,8 @@ pub struct Orchestrator {
     config: Config,
     db: Db,
     runtime: Arc<dyn SandboxRuntime>,
+    /// Stops the runtime's own tasks (the pod watcher, the reaper) at the very end.
+    runtime_stop: CancellationToken,
     shutdown: CancellationToken,
 }
 
@@ -53,6 +56,7 @@ impl Orchestrator {
             config.common.database_url.expose(),
             config.common.db_max_connections.min(4),
         )?;
+        let runtime_stop = CancellationToken::new();
         let runtime: Arc<dyn SandboxRuntime> = match config.runtime.as_str() {
             "local" => {
                 let mut local = LocalConfig::new(config.worker_path()?, config.sandbox_dir.clone());
@@ -61,13 +65,19 @@ impl Orchestrator {
                 local.slots = u32::try_from(config.capacity()).unwrap_or(u32::MAX);
                 Arc::new(LocalRuntime::new(local)?)
             }
-            other => anyhow::bail!("unknown AIRLOCK_RUNTIME `{other}`; supported: local"),
+            "kubernetes" => {
+                KubernetesRuntime::connect(&config.kubernetes, runtime_stop.clone()).await?
+            }
+            other => {
+                anyhow::bail!("unknown AIRLOCK_RUNTIME `{other}`; supported: local, kubernetes")
+            }
         };
         Ok(Self {
             listener,
             config,
             db,
             runtime,
+            runtime_stop,
             shutdown,
         })
     }
@@ -85,9 +95,10 @@ impl Orchestrator {
             config,
             db,
             runtime,
+            runtime_stop,
             shutdown,
         } = self;
-        let readiness = Readiness::new(&["rabbitmq", "postgres"]);
+        let readiness = Readiness::new(&["rabbitmq", "postgres", "sandbox-runtime"]);
         let (publisher_tx, publisher_rx) = watch::channel(None);
         let sink = ReportSink::new(publisher_rx);
         let (commands_tx, commands_rx) = mpsc::channel(1024);
@@ -113,12 +124,38 @@ impl Orchestrator {
             }
             .run(closing.clone()),
         );
-        tokio::spawn(recover_leftovers(
-            runtime.clone(),
-            db.clone(),
-            sink.clone(),
-            config.retry_policy(),
-        ));
+        let runtime_probe = runtime.clone();
+        let runtime_health = readiness.spawn_probe(
+            "sandbox-runtime",
+            Duration::from_secs(2),
+            closing.clone(),
+            move || {
+                let runtime = runtime_probe.clone();
+                async move {
+                    match runtime.health().await {
+                        Ok(()) => true,
+                        Err(error) => {
+                            tracing::warn!(%error, "sandbox runtime unavailable");
+                            false
+                        }
+                    }
+                }
+            },
+        );
+        if runtime.survives_restart() {
+            tokio::spawn(resume_sandboxes(
+                runtime.clone(),
+                db.clone(),
+                commands_tx.clone(),
+            ));
+        } else {
+            tokio::spawn(recover_leftovers(
+                runtime.clone(),
+                db.clone(),
+                sink.clone(),
+                config.retry_policy(),
+            ));
+        }
         let broker = tokio::spawn(
             broker::BrokerTask {
                 url: config.common.amqp_url.expose().to_owned(),
@@ -153,7 +190,10 @@ impl Orchestrator {
 
         executions.close();
         let grace = Duration::from_secs(config.common.shutdown_grace_secs);
-        if airlock_service::drain("running sandboxes", grace, executions.wait())
+        if runtime.survives_restart() {
+            // Sandboxes run on without this process; the next one resumes following them.
+            tracing::info!("leaving running sandboxes to the next orchestrator");
+        } else if airlock_service::drain("running sandboxes", grace, executions.wait())
             .await
             .is_none()
         {
@@ -172,6 +212,8 @@ impl Orchestrator {
         airlock_service::drain("heartbeat", Duration::from_secs(5), heartbeat).await;
         airlock_service::drain("broker connection", Duration::from_secs(5), broker).await;
         probe.abort();
+        runtime_health.abort();
+        runtime_stop.cancel();
         tracing::info!("orchestrator stopped");
         Ok(())
     }
@@ -220,4 +262,58 @@ async fn recover_leftovers(
             }
         }
     }
+}
+
+/// Sandboxes that outlive the orchestrator and belong to live runs are followed again
+/// (their output is re-read from the start; downstream de-duplication by (run_id, seq)
+/// absorbs what was read before). The rest are left to the reaper: finished ones for
+/// their retention, live ones of finished runs as orphans.
+async fn resume_sandboxes(
+    runtime: Arc<dyn SandboxRuntime>,
+    db: Db,
+    commands: mpsc::Sender<dispatcher::Command>,
+) {
+    let sandboxes = match runtime.list().await {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::error!(%error, "cannot list sandboxes to resume");
+            runtime.recovered(&[]);
+            return;
+        }
+    };
+    let mut resumed = Vec::new();
+    for sandbox in sandboxes {
+        let (admission, request) = loop {
+            match (
+                db.run_admission(sandbox.run_id).await,
+                db.run_request(sandbox.run_id).await,
+            ) {
+                (Ok(admission), Ok(request)) => break (admission, request),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot read a run to resume; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        match (admission, request) {
+            (Some((state, attempt, cancelled)), Some(mut request))
+                if !state.is_terminal() && attempt <= sandbox.attempt =>
+            {
+                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, "resuming a sandbox");
+                request.attempt = sandbox.attempt;
+                resumed.push(sandbox.name.clone());
+                let command = dispatcher::Command::Resume {
+                    request: Box::new(request),
+                    cancelled,
+                };
+                if commands.send(command).await.is_err() {
+                    break;
+                }
+            }
+            _ => {
+                tracing::info!(sandbox = %sandbox.name, "its run has finished or moved on; left to the reaper")
+            }
+        }
+    }
+    runtime.recovered(&resumed);
 }

@@ -43,6 +43,9 @@ pub struct Scheduler<T> {
     keys: HashMap<RunId, Key>,
     running: HashMap<RunId, Ticket>,
     per_team: HashMap<TeamId, usize>,
+    /// Runs the sandbox runtime sees holding a sandbox (a watcher's live pods), counted
+    /// together with `running` so capacity covers what really runs.
+    sandboxes: HashMap<RunId, TeamId>,
     arrivals: u64,
 }
 
@@ -54,6 +57,7 @@ impl<T> Scheduler<T> {
             keys: HashMap::new(),
             running: HashMap::new(),
             per_team: HashMap::new(),
+            sandboxes: HashMap::new(),
             arrivals: 0,
         }
     }
@@ -74,7 +78,7 @@ impl<T> Scheduler<T> {
 
     /// Takes the first waiting run that may start at `now` and counts it as running.
     pub fn next_startable(&mut self, now: DateTime<Utc>) -> Option<(Ticket, T)> {
-        if self.running.len() >= self.limits.capacity {
+        if self.running_total() >= self.limits.capacity {
             return None;
         }
         let key = self
@@ -89,6 +93,16 @@ impl<T> Scheduler<T> {
         *self.per_team.entry(ticket.team_id).or_default() += 1;
         self.running.insert(ticket.run_id, ticket.clone());
         Some((ticket, payload))
+    }
+
+    /// Counts a run that is already running (resumed after a restart) whatever the
+    /// limits: its sandbox exists.
+    pub fn adopt(&mut self, ticket: Ticket) {
+        if self.is_known(ticket.run_id) {
+            return;
+        }
+        *self.per_team.entry(ticket.team_id).or_default() += 1;
+        self.running.insert(ticket.run_id, ticket);
     }
 
     /// Frees the slot of a run that ended.
@@ -140,7 +154,27 @@ impl<T> Scheduler<T> {
     }
 
     fn team_running(&self, team: TeamId) -> usize {
-        self.per_team.get(&team).copied().unwrap_or(0)
+        let others = self
+            .sandboxes
+            .iter()
+            .filter(|(run, t)| **t == team && !self.running.contains_key(run))
+            .count();
+        self.per_team.get(&team).copied().unwrap_or(0) + others
+    }
+
+    /// Running runs: this scheduler's, and any other the runtime sees a sandbox of.
+    fn running_total(&self) -> usize {
+        let others = self
+            .sandboxes
+            .keys()
+            .filter(|run| !self.running.contains_key(run))
+            .count();
+        self.running.len() + others
+    }
+
+    /// What the runtime sees running now (for runtimes that can tell).
+    pub fn observe_sandboxes(&mut self, live: HashMap<RunId, TeamId>) {
+        self.sandboxes = live;
     }
 
     /// The earliest time a held-back retry becomes due.
@@ -154,7 +188,8 @@ impl<T> Scheduler<T> {
     /// Why each waiting run that is due has not started, in words a person understands.
     /// (A retry held back by its backoff already said why.)
     pub fn waiting_reasons(&self, now: DateTime<Utc>) -> Vec<(&Ticket, String)> {
-        let full = self.running.len() >= self.limits.capacity;
+        let running = self.running_total();
+        let full = running >= self.limits.capacity;
         self.waiting
             .values()
             .filter(|(ticket, _)| ticket.due(now))
@@ -162,8 +197,7 @@ impl<T> Scheduler<T> {
                 let reason = if full {
                     format!(
                         "capacity full: {} of {} running",
-                        self.running.len(),
-                        self.limits.capacity
+                        running, self.limits.capacity
                     )
                 } else {
                     format!(
@@ -280,5 +314,31 @@ mod tests {
         let removed = s.remove_evaluation(t.evaluation_id);
         assert_eq!(removed.len(), 1);
         assert!(!s.is_known(t.run_id));
+    }
+
+    #[test]
+    fn sandboxes_the_runtime_sees_count_against_capacity_and_quota() {
+        let red = TeamId::new();
+        let blue = TeamId::new();
+        let mut s = Scheduler::new(Limits {
+            capacity: 3,
+            per_team: 2,
+        });
+        let mine = ticket(red, Priority::Normal, 0);
+        s.adopt(mine.clone());
+        // The runtime sees this scheduler's run and two it does not run (say orphans).
+        s.observe_sandboxes(HashMap::from([
+            (mine.run_id, red),
+            (RunId::new(), red),
+            (RunId::new(), blue),
+        ]));
+        s.enqueue(ticket(blue, Priority::Normal, 1), "blue");
+        assert!(s.next_startable(now()).is_none(), "3 of 3 running");
+        let reasons = s.waiting_reasons(now());
+        assert_eq!(reasons[0].1, "capacity full: 3 of 3 running");
+        s.observe_sandboxes(HashMap::from([(mine.run_id, red), (RunId::new(), red)]));
+        s.enqueue(ticket(red, Priority::High, 2), "red");
+        let (started, _) = s.next_startable(now()).expect("blue may start");
+        assert_eq!(started.team_id, blue, "red is at its quota of 2");
     }
 }

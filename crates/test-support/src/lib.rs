@@ -1,9 +1,11 @@
 //! Fixtures for Airlock's tests: a fresh PostgreSQL database and RabbitMQ virtual host
 //! per test, the real service binaries started on free ports, an API and WebSocket
-//! client, and a TCP proxy a test can cut to simulate a broker outage.
+//! client, a TCP proxy a test can cut to simulate a broker outage, and the platform
+//! running on a fake Kubernetes cluster ([`kubernetes`]).
 
 pub mod client;
 pub mod infra;
+pub mod kubernetes;
 pub mod proxy;
 pub mod stack;
 

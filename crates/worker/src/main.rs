@@ -8,10 +8,15 @@
 //!
 //! Exit code: the program's (128 + signal when killed by one), 124 on time-out, 127 when
 //! the program cannot be started, 2 for a bad command line or configuration.
+//!
+//! `airlock-worker --install <dir>` copies the worker itself to `<dir>/airlock-worker`
+//! and exits: the Kubernetes runtime's init container uses it to bring the worker into a
+//! pod whose image knows nothing of Airlock.
 
 mod config;
 mod emitter;
 mod events_pipe;
+mod install;
 mod limits;
 mod lines;
 mod process;
@@ -21,7 +26,7 @@ mod supervise;
 use std::ffi::OsString;
 use std::time::Duration;
 
-const USAGE: &str = "usage: airlock-worker [--] <program> [args...]";
+const USAGE: &str = "usage: airlock-worker [--] <program> [args...] | --install <dir>";
 
 fn main() {
     std::process::exit(run());
@@ -29,6 +34,15 @@ fn main() {
 
 fn run() -> i32 {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--install") {
+        return match args.get(1) {
+            Some(dir) if args.len() == 2 => install::install(std::path::Path::new(dir)),
+            _ => {
+                eprintln!("usage: airlock-worker --install <dir>");
+                2
+            }
+        };
+    }
     if args.first().is_some_and(|a| a == "--") {
         args.remove(0);
     }

@@ -641,3 +641,30 @@ fn a_fast_program_is_slowed_to_its_stream_not_cut() {
     assert_eq!(rate_drops(&run), 0);
     assert_eq!(lines.last().map(String::as_str), Some("100000"));
 }
+
+#[test]
+fn install_copies_the_worker_into_a_directory_and_the_copy_runs() {
+    let dir = fresh_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let status = worker(&["--install", dir.to_str().expect("utf-8")], &[])
+        .status()
+        .expect("install");
+    assert!(status.success());
+    let installed = dir.join("airlock-worker");
+    let output = Command::new(&installed)
+        .args(["sh", "-c", "echo installed"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the installed worker");
+    let events = parse(&output.stdout);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.body, EventBody::Log { message, .. } if message == "installed"))
+    );
+    let missing = worker(&["--install", "/nonexistent/dir"], &[])
+        .status()
+        .expect("run");
+    assert_eq!(missing.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,8 +1,9 @@
 //! The sandbox runtime seam: everything the scheduler needs from a place that runs one
-//! attempt in isolation. `local` (bubblewrap on this machine) is implemented here; a
-//! Kubernetes runtime sits behind the same trait, so the rest of the platform cannot
-//! tell them apart.
+//! attempt in isolation. `local` (bubblewrap on this machine) and `kubernetes` (a
+//! hardened pod per attempt) sit behind the same trait, so the rest of the platform
+//! cannot tell them apart.
 
+pub mod kubernetes;
 pub mod local;
 
 use airlock_core::spec::Resources;
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use tokio::io::AsyncBufRead;
+use tokio::sync::mpsc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -82,6 +84,26 @@ pub struct SandboxExit {
     pub stopped: bool,
     /// The runtime's wall-clock limit (timeout plus a margin) ended it.
     pub deadline_exceeded: bool,
+    /// The platform, not the program, ended the sandbox (an image that cannot be
+    /// pulled, an eviction, a lost node), in words for the researcher.
+    pub failure: Option<SandboxFailure>,
+}
+
+/// Why the platform ended a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxFailure {
+    pub reason: String,
+    /// Another attempt may succeed (an eviction, a lost node); not so for a bad image.
+    pub retryable: bool,
+}
+
+/// Where a sandbox is on its way to running its program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Not placed yet, and why (the scheduler's message).
+    Scheduling(String),
+    /// Placed; its image is pulled or its program is starting.
+    Starting(Option<String>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,4 +146,38 @@ pub trait SandboxRuntime: Send + Sync + 'static {
 
     /// Every sandbox this runtime knows of, including ones left from an earlier process.
     fn list(&self) -> BoxFuture<'_, Result<Vec<SandboxInfo>, RuntimeError>>;
+
+    /// Reports the sandbox's placement on `progress` until its program starts or the
+    /// sandbox ends first. By default a sandbox starts as soon as it is created.
+    fn until_started<'a>(
+        &'a self,
+        _name: &'a str,
+        progress: mpsc::UnboundedSender<Placement>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let _ = progress.send(Placement::Starting(None));
+        })
+    }
+
+    /// Whether sandboxes outlive the orchestrator, so a restarted orchestrator resumes
+    /// following them instead of retrying their runs.
+    fn survives_restart(&self) -> bool {
+        false
+    }
+
+    /// Start-up recovery has resumed following `resumed`; sandboxes of this runtime
+    /// that nobody follows from now on are orphans.
+    fn recovered(&self, _resumed: &[String]) {}
+
+    /// The runs holding a live sandbox as the runtime itself sees them (a watcher's
+    /// cache), for capacity and quotas; `None` when the runtime cannot tell better than
+    /// the scheduler's own count.
+    fn live_sandboxes(&self) -> Option<std::collections::HashMap<RunId, TeamId>> {
+        None
+    }
+
+    /// Whether the runtime can make sandboxes right now (for readiness).
+    fn health(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -448,6 +448,7 @@ impl LocalRuntime {
             oom_killed: self.cgroups.sandbox(name).is_some_and(|c| c.oom_killed()),
             stopped: dir.was_stopped(),
             deadline_exceeded: false,
+            failure: None,
         })
     }
 

@@ -323,6 +323,7 @@ impl Supervisor {
             oom_killed,
             stopped,
             deadline_exceeded,
+            failure: None,
         };
         // bwrap reports its own failures (a mount, a namespace, exec of the worker) on
         // stderr as `bwrap: ...` and exits 1; the worker then never wrote a byte. That

@@ -1,0 +1,114 @@
+//! The reaper: deletes finished pods once their retention has passed (so an operator can
+//! still inspect them meanwhile), and live Airlock pods that no run of this orchestrator
+//! follows (orphans). It starts only after start-up recovery has claimed the pods it
+//! resumes. Every deletion is logged and counted.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::KubernetesRuntime;
+use super::phase::{PodView, finished_at, view};
+
+/// What to do with one pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    DeleteFinished,
+    DeleteOrphan,
+}
+
+pub fn judge(pod: &Pod, owned: bool, retention: Duration, now: Timestamp) -> Verdict {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Verdict::Keep;
+    }
+    if let PodView::Ended(_) = view(pod) {
+        let finished = finished_at(pod)
+            .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .unwrap_or(now);
+        let age = now.duration_since(finished).unsigned_abs();
+        return if age >= retention {
+            Verdict::DeleteFinished
+        } else {
+            Verdict::Keep
+        };
+    }
+    if owned {
+        Verdict::Keep
+    } else {
+        Verdict::DeleteOrphan
+    }
+}
+
+pub async fn run(runtime: Arc<KubernetesRuntime>, interval: Duration) {
+    runtime.wait_recovered().await;
+    loop {
+        tokio::select! {
+            () = runtime.stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        sweep(&runtime).await;
+    }
+}
+
+async fn sweep(runtime: &KubernetesRuntime) {
+    let now = Timestamp::now();
+    for pod in runtime.cache.all() {
+        let Some(name) = pod.metadata.name.clone() else {
+            continue;
+        };
+        let verdict = judge(&pod, runtime.is_owned(&name), runtime.retention, now);
+        let what = match verdict {
+            Verdict::Keep => continue,
+            Verdict::DeleteFinished => "finished",
+            Verdict::DeleteOrphan => "orphan",
+        };
+        match runtime.delete_pod(&name).await {
+            Ok(()) => {
+                tracing::info!(pod = %name, what, "reaper deleted a pod");
+                crate::metrics::pod_reaped(what);
+            }
+            Err(error) => {
+                tracing::warn!(pod = %name, what, %error, "reaper could not delete a pod")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(phase: &str, finished: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": phase, "containerStatuses": [{"name": "run", "image": "", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "finishedAt": finished}}}]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn finished_pods_wait_out_their_retention_and_orphans_go() {
+        let now: Timestamp = "2026-01-01T00:20:00Z".parse().expect("time");
+        let ten = Duration::from_secs(600);
+        assert_eq!(
+            judge(&pod("Succeeded", "2026-01-01T00:15:00Z"), true, ten, now),
+            Verdict::Keep
+        );
+        assert_eq!(
+            judge(&pod("Failed", "2026-01-01T00:05:00Z"), true, ten, now),
+            Verdict::DeleteFinished
+        );
+        assert_eq!(
+            judge(&pod("Running", "2026-01-01T00:05:00Z"), true, ten, now),
+            Verdict::Keep
+        );
+        assert_eq!(
+            judge(&pod("Running", "2026-01-01T00:05:00Z"), false, ten, now),
+            Verdict::DeleteOrphan
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! The platform with the Kubernetes runtime, against a fake cluster
+//! ([`airlock_kube_fake`]): the orchestrator's real kube client talks HTTP to the fake
+//! API server, whose kubelet runs every pod's containers on this machine (the worker
+//! image's `/airlock-worker` is the built worker).
+
+pub use airlock_kube_fake::{FakeCluster, KubeletOptions};
+
+use crate::stack::{Service, Stack, StackOptions};
+
+/// The namespace the orchestrator runs pods in.
+pub const NAMESPACE: &str = "airlock-runs";
+/// The worker image the orchestrator puts in the pods' init container.
+pub const WORKER_IMAGE: &str = "registry.test/airlock-worker:test";
+
+/// A node that runs pods with the built worker standing in for the worker image.
+pub fn kubelet() -> KubeletOptions {
+    KubeletOptions {
+        image_files: vec![(
+            WORKER_IMAGE.to_owned(),
+            "/airlock-worker".to_owned(),
+            crate::binary("airlock-worker"),
+        )],
+        ..KubeletOptions::default()
+    }
+}
+
+/// The orchestrator's environment for `cluster` (kubeconfig written into `dir`).
+pub fn orchestrator_env(
+    cluster: &FakeCluster,
+    dir: &std::path::Path,
+) -> Vec<(Service, String, String)> {
+    let kubeconfig = cluster.write_kubeconfig(dir, NAMESPACE);
+    [
+        ("AIRLOCK_RUNTIME", "kubernetes".to_owned()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("AIRLOCK_K8S_NAMESPACE", NAMESPACE.to_owned()),
+        ("AIRLOCK_K8S_WORKER_IMAGE", WORKER_IMAGE.to_owned()),
+        ("AIRLOCK_K8S_RUNTIME_CLASS", "gvisor".to_owned()),
+        ("AIRLOCK_K8S_DELETE_GRACE_SECS", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (Service::Orchestrator, k.to_owned(), v))
+    .collect()
+}
+
+/// Starts a fake cluster and the platform on it. Settings in `options.env` come after
+/// the defaults, so a test can override any of them.
+pub async fn start(mut options: StackOptions, kubelet: KubeletOptions) -> (FakeCluster, Stack) {
+    let cluster = FakeCluster::start(kubelet).await;
+    let dir = std::env::temp_dir().join(format!("airlock-kube-{}", uuid::Uuid::new_v4().simple()));
+    let mut env = orchestrator_env(&cluster, &dir);
+    env.append(&mut options.env);
+    options.env = env;
+    let stack = Stack::start(options).await;
+    (cluster, stack)
+}
