@@ -1,8 +1,9 @@
 //! The orchestrator: consumes run requests, enforces capacity and per-team limits in
 //! priority then first-come order, runs each attempt in a sandbox (see [`runtime`]),
 //! follows its output and status from outside, and reports everything to the
-//! result-processor through RabbitMQ. It never writes to PostgreSQL; it reads it only
-//! to skip runs of cancelled evaluations.
+//! result-processor through RabbitMQ. In PostgreSQL it writes only its own row of
+//! `orchestrators` (runtime and capacity, see `heartbeat`); it reads runs only to skip
+//! those of cancelled evaluations and finished attempts.
 
 mod broker;
 pub mod config;
