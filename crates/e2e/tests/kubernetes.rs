@@ -550,7 +550,15 @@ async fn an_evicted_pod_is_retried_as_a_new_attempt() {
         &first_name,
         "The node was low on resource: memory.",
     );
-    let retrying = api.wait_run_state(&run, "scheduling", LIMIT).await;
+    // The retry passes through `scheduling` for about a second: read it from the run's
+    // stream, which keeps every state, rather than catching the run in it.
+    let retrying = eventually("the retry's scheduling status", LIMIT, || async {
+        api.run_events(&run)
+            .await
+            .into_iter()
+            .find(|e| e["type"] == "status" && e["state"] == "scheduling" && e["attempt"] == 2)
+    })
+    .await;
     assert!(
         retrying["reason"].as_str().is_some_and(|r| r
             .contains("the pod was evicted from its node: The node was low on resource: memory.")),

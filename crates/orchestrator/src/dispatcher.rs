@@ -6,7 +6,7 @@ use airlock_core::{EvaluationId, RunId, RunState};
 use airlock_db::Db;
 use airlock_mq::Delivery;
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
@@ -67,6 +67,7 @@ async fn sleep_until(at: Option<DateTime<Utc>>) {
 struct Running {
     cancelled: Arc<AtomicBool>,
     name: String,
+    attempt: u32,
 }
 
 pub struct Dispatcher {
@@ -89,6 +90,10 @@ impl Dispatcher {
         let mut running: HashMap<RunId, Running> = HashMap::new();
         let mut cancelled: HashSet<EvaluationId> = HashSet::new();
         let mut told: HashMap<RunId, String> = HashMap::new();
+        // The next attempt of a run whose current attempt has not finished winding down
+        // (its execution publishes the retry just before it ends): taken up once it has.
+        let mut next_attempts: HashMap<RunId, (RunRequested, Delivery)> = HashMap::new();
+        let mut replay: VecDeque<Command> = VecDeque::new();
         loop {
             let mut due = scheduler.next_due(Utc::now());
             if scheduler.waiting_count() > 0 && self.runtime.live_sandboxes().is_some() {
@@ -96,23 +101,32 @@ impl Dispatcher {
                 let soon = Utc::now() + chrono::Duration::seconds(1);
                 due = Some(due.map_or(soon, |d| d.min(soon)));
             }
-            let command = tokio::select! {
-                () = closing.cancelled() => return,
-                command = self.commands.recv() => match command {
-                    Some(command) => command,
-                    None => return,
+            let command = match replay.pop_front() {
+                Some(command) => command,
+                None => tokio::select! {
+                    () = closing.cancelled() => return,
+                    command = self.commands.recv() => match command {
+                        Some(command) => command,
+                        None => return,
+                    },
+                    () = sleep_until(due) => Command::Tick,
                 },
-                () = sleep_until(due) => Command::Tick,
             };
             match command {
                 Command::Tick => {}
                 Command::Request(request) => {
                     let (request, delivery) = *request;
-                    if running.contains_key(&request.run_id) {
-                        // A redelivery of a run whose sandbox exists: nothing to start.
-                        let _ =
-                            airlock_mq::ack(&delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE)
-                                .await;
+                    if let Some(current) = running.get(&request.run_id) {
+                        if request.attempt > current.attempt {
+                            next_attempts.insert(request.run_id, (request, delivery));
+                        } else {
+                            // A redelivery of a run whose sandbox exists: nothing to start.
+                            let _ = airlock_mq::ack(
+                                &delivery,
+                                airlock_mq::topology::RUN_REQUESTS_QUEUE,
+                            )
+                            .await;
+                        }
                         continue;
                     }
                     match self.admission(&mut cancelled, &request).await {
@@ -155,9 +169,14 @@ impl Dispatcher {
                 Command::Finished(run_id) => {
                     scheduler.finished(run_id);
                     running.remove(&run_id);
+                    if let Some(next) = next_attempts.remove(&run_id) {
+                        replay.push_back(Command::Request(Box::new(next)));
+                    }
                 }
                 Command::ConnectionLost => {
                     scheduler.clear_waiting();
+                    next_attempts.clear();
+                    replay.retain(|command| !matches!(command, Command::Request(_)));
                     told.clear();
                 }
                 Command::Resume { request, cancelled } => {
@@ -220,6 +239,7 @@ impl Dispatcher {
             Running {
                 cancelled: flag.clone(),
                 name: sandbox_name(request.run_id, request.attempt),
+                attempt: request.attempt,
             },
         );
         let execution = Execution {
