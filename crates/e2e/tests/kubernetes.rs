@@ -4,11 +4,11 @@
 //! log follows that drop, an orchestrator restart mid-run, a redelivered request, the
 //! reaper, cancellation and readiness.
 
-use airlock_core::messages::{RunRequest, RunRequested};
-use airlock_core::spec::{NetworkPolicy, Priority, Resources};
 use airlock_core::{EvaluationId, RunId, TeamId};
 use airlock_test_support::kubernetes::{self, FakeCluster, KubeletOptions, NAMESPACE};
-use airlock_test_support::{Api, Service, Stack, StackOptions, assert_contiguous, eventually};
+use airlock_test_support::{
+    Api, Service, Stack, StackOptions, assert_contiguous, eventually, redelivery_of_first_run,
+};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -335,36 +335,8 @@ async fn a_redelivered_request_finds_the_existing_pod() {
         .await;
     let evaluation = api.evaluation(&id).await;
     let run = only_run(&api, &id).await;
-    let duplicate = RunRequest::V1(RunRequested {
-        run_id: RunId::parse(&run).expect("run id"),
-        evaluation_id: EvaluationId::parse(&id).expect("evaluation id"),
-        team_id: TeamId::parse(evaluation["team_id"].as_str().expect("team")).expect("team id"),
-        attempt: 1,
-        task_id: "default".into(),
-        epoch: 1,
-        priority: Priority::Normal,
-        submitted_at: evaluation["created_at"]
-            .as_str()
-            .expect("created_at")
-            .parse()
-            .expect("timestamp"),
-        image: "img".into(),
-        command: vec!["sh".into(), "-c".into(), script.clone()],
-        env: Default::default(),
-        resources: Resources::default(),
-        timeout_secs: 3600,
-        network: NetworkPolicy::None,
-        input: Value::Null,
-        not_before: None,
-    });
-    let pool = stack.db.connect().await;
-    let redeliver = || async {
-        sqlx::query("INSERT INTO outbox (exchange, routing_key, priority, payload) VALUES ('airlock.runs', 'run', 1, $1)")
-            .bind(serde_json::to_value(&duplicate).expect("encode"))
-            .execute(&pool)
-            .await
-            .expect("insert duplicate");
-    };
+    let duplicate = json!(redelivery_of_first_run(&evaluation, &["sh", "-c", &script]));
+    let redeliver = || stack.publish_run_request(&duplicate);
     wait_log_line(&api, &run, "line 2").await;
     redeliver().await;
     assert_eq!(api.wait_finished(&id, LIMIT).await["status"], "succeeded");

@@ -1,10 +1,9 @@
 //! Nothing accepted is lost and nothing runs twice: a broker outage at submission, a
 //! result-processor killed mid-run, a run request delivered twice.
 
-use airlock_core::messages::{RunRequest, RunRequested};
-use airlock_core::spec::{NetworkPolicy, Priority, Resources};
-use airlock_core::{EvaluationId, RunId, TeamId};
-use airlock_test_support::{Proxy, Service, Stack, StackOptions, assert_contiguous, eventually};
+use airlock_test_support::{
+    Proxy, Service, Stack, StackOptions, assert_contiguous, eventually, redelivery_of_first_run,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -111,36 +110,11 @@ async fn a_redelivered_run_request_never_starts_a_second_sandbox() {
         .as_str()
         .expect("run")
         .to_owned();
-    let duplicate = RunRequest::V1(RunRequested {
-        run_id: RunId::parse(&run_id).expect("run id"),
-        evaluation_id: EvaluationId::parse(&id).expect("evaluation id"),
-        team_id: TeamId::parse(evaluation["team_id"].as_str().expect("team")).expect("team id"),
-        attempt: 1,
-        task_id: "default".into(),
-        epoch: 1,
-        priority: Priority::Normal,
-        submitted_at: created_at(&evaluation),
-        image: "img".into(),
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            "echo started; sleep 2; echo done".into(),
-        ],
-        env: Default::default(),
-        resources: Resources::default(),
-        timeout_secs: 3600,
-        network: NetworkPolicy::None,
-        input: Value::Null,
-        not_before: None,
-    });
-    let pool = stack.db.connect().await;
-    let redeliver = || async {
-        sqlx::query("INSERT INTO outbox (exchange, routing_key, priority, payload) VALUES ('airlock.runs', 'run', 1, $1)")
-            .bind(serde_json::to_value(&duplicate).expect("encode"))
-            .execute(&pool)
-            .await
-            .expect("insert duplicate");
-    };
+    let duplicate = json!(redelivery_of_first_run(
+        &evaluation,
+        &["sh", "-c", "echo started; sleep 2; echo done"],
+    ));
+    let redeliver = || stack.publish_run_request(&duplicate);
 
     api.wait_run_state(&run_id, "running", LIMIT).await;
     redeliver().await;
@@ -171,14 +145,6 @@ async fn a_redelivered_run_request_never_starts_a_second_sandbox() {
     assert_eq!(events.iter().filter(|e| e["type"] == "exit").count(), 1);
     assert_eq!(api.evaluation(&id).await["runs"][0]["state"], "succeeded");
     stack.stop().await;
-}
-
-fn created_at(evaluation: &Value) -> chrono::DateTime<chrono::Utc> {
-    evaluation["created_at"]
-        .as_str()
-        .expect("created_at")
-        .parse()
-        .expect("timestamp")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,14 +189,9 @@ async fn a_database_outage_answers_503_and_readiness_recovers_with_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_that_cannot_be_read_goes_to_the_dead_letter_queue() {
     let stack = Stack::start(StackOptions::default()).await;
-    let pool = stack.db.connect().await;
-    sqlx::query(
-        "INSERT INTO outbox (exchange, routing_key, payload) VALUES ('airlock.runs', 'run', $1)",
-    )
-    .bind(json!({"type": "run_requested.v999", "surprise": true}))
-    .execute(&pool)
-    .await
-    .expect("insert");
+    stack
+        .publish_run_request(&json!({"type": "run_requested.v999", "surprise": true}))
+        .await;
     eventually("the message to be dead-lettered", LIMIT, || async {
         (stack.broker.queue_depth("airlock.dead-letters") == 1).then_some(())
     })

@@ -7,11 +7,13 @@ pub mod client;
 pub mod infra;
 pub mod kubernetes;
 pub mod proxy;
+pub mod requests;
 pub mod stack;
 
 pub use client::{Api, SocketAuth, Stream, assert_contiguous, seqs};
 pub use infra::{TestBroker, TestDatabase};
 pub use proxy::Proxy;
+pub use requests::redelivery_of_first_run;
 pub use stack::{Service, Stack, StackOptions};
 
 use std::path::PathBuf;
