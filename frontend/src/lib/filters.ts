@@ -45,30 +45,31 @@ export function filtersFromSearch(search: string): ListFilters {
   };
 }
 
-/** The URL query of a view: only what differs from the defaults, in a stable order. */
-export function filtersToSearch(f: ListFilters): string {
+/**
+ * A view's filters as query parameters, in a stable order: only what differs from the
+ * defaults, but the sort order always when `withSort`.
+ */
+function filterParams(f: ListFilters, withSort: boolean): URLSearchParams {
   const q = new URLSearchParams();
   if (f.status) q.set("status", f.status);
   const label = normaliseLabels(f.label);
   if (label) q.set("label", label);
   if (f.name.trim()) q.set("name", f.name.trim());
   if (f.owner.trim()) q.set("owner", f.owner.trim());
-  if (f.sort !== "newest") q.set("sort", f.sort);
+  if (withSort || f.sort !== "newest") q.set("sort", f.sort);
   if (f.cursor) q.set("cursor", f.cursor);
-  const s = q.toString();
+  return q;
+}
+
+/** The URL query of a view. */
+export function filtersToSearch(f: ListFilters): string {
+  const s = filterParams(f, false).toString();
   return s ? `?${s}` : "";
 }
 
-/** The API query for a view. */
+/** The API query for a view: its filters, the sort order always, and the page size. */
 export function filtersToApiQuery(f: ListFilters, limit: number): string {
-  const q = new URLSearchParams();
-  if (f.status) q.set("status", f.status);
-  const label = normaliseLabels(f.label);
-  if (label) q.set("label", label);
-  if (f.name.trim()) q.set("name", f.name.trim());
-  if (f.owner.trim()) q.set("owner", f.owner.trim());
-  q.set("sort", f.sort);
-  if (f.cursor) q.set("cursor", f.cursor);
+  const q = filterParams(f, true);
   q.set("limit", String(limit));
   return `?${q.toString()}`;
 }
