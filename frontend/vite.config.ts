@@ -8,6 +8,8 @@ export default defineConfig({
   server: {
     proxy: {
       "/api": { target: process.env.AIRLOCK_URL ?? "http://127.0.0.1:8080", ws: true },
+      // Sign-in and sign-out (single sign-on redirects, the session cookie).
+      "/auth": { target: process.env.AIRLOCK_URL ?? "http://127.0.0.1:8080" },
     },
   },
 });

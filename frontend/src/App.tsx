@@ -1,6 +1,6 @@
 import { lazy, Suspense, useEffect } from "react";
 import { Link, matchPath, navigate, useLocation } from "./router";
-import { refreshIdentity, signOut, useSession } from "./auth/session";
+import { checkSession, refreshIdentity, signOut, useSession } from "./auth/session";
 import { SignInPage } from "./pages/SignIn";
 import { EvaluationsPage } from "./pages/Evaluations";
 import { EvaluationPage } from "./pages/Evaluation";
@@ -8,6 +8,15 @@ import { RunPage } from "./pages/Run";
 import { ComparePage } from "./pages/Compare";
 import { SystemPage } from "./pages/System";
 import { Loading } from "./components/common";
+import { navEntries } from "./lib/identity";
+
+// Pages only some people open load on demand.
+const TokensPage = lazy(() => import("./pages/Tokens"));
+const TeamPage = lazy(() => import("./pages/admin/Team"));
+const ServiceAccountsPage = lazy(() => import("./pages/admin/ServiceAccounts"));
+const AuditPage = lazy(() => import("./pages/admin/Audit"));
+
+const SIGN_IN_PATHS = new Set(["/sign-in", "/signin"]);
 
 // The editor (CodeMirror and the YAML parser) loads only when a researcher opens it.
 const NewEvaluationPage = lazy(() => import("./pages/NewEvaluation"));
@@ -26,6 +35,17 @@ function Route() {
   if ((m = matchPath("/runs/:id", pathname))) return <RunPage key={m.id} id={m.id} />;
   if (pathname === "/compare") return <ComparePage />;
   if (pathname === "/system") return <SystemPage />;
+  const lazyPage =
+    pathname === "/tokens" ? (
+      <TokensPage />
+    ) : pathname === "/admin/team" ? (
+      <TeamPage />
+    ) : pathname === "/admin/service-accounts" ? (
+      <ServiceAccountsPage />
+    ) : pathname === "/admin/audit" ? (
+      <AuditPage />
+    ) : null;
+  if (lazyPage) return <Suspense fallback={<Loading />}>{lazyPage}</Suspense>;
   return (
     <div>
       <h1>Not found</h1>
@@ -36,25 +56,31 @@ function Route() {
   );
 }
 
-const NAV = [
-  { href: "/", label: "Evaluations", active: (p: string) => p === "/" || (p.startsWith("/evaluations") && p !== "/evaluations/new") },
-  { href: "/evaluations/new", label: "New evaluation", active: (p: string) => p === "/evaluations/new" },
-  { href: "/compare", label: "Compare", active: (p: string) => p === "/compare" },
-  { href: "/system", label: "System", active: (p: string) => p === "/system" },
-];
+function isActive(href: string, p: string): boolean {
+  if (href === "/") return p === "/" || (p.startsWith("/evaluations") && p !== "/evaluations/new");
+  return p === href;
+}
 
 export function App() {
   const session = useSession();
   const { pathname, search } = useLocation();
 
   useEffect(() => {
-    if (session.token && !session.me) refreshIdentity().catch(() => undefined);
-  }, [session.token, session.me]);
+    if (session.status === "checking") checkSession().catch(() => undefined);
+    else if (session.status === "signed_in" && !session.me) refreshIdentity().catch(() => undefined);
+  }, [session.status, session.me]);
 
-  if (!session.token) {
-    return <SignInPage next={pathname === "/signin" ? "/" : pathname + search} />;
+  if (session.status === "checking") {
+    return (
+      <main className="signin" id="main">
+        <Loading what="Checking who is signed in" />
+      </main>
+    );
   }
-  if (pathname === "/signin") {
+  if (session.status === "signed_out") {
+    return <SignInPage next={SIGN_IN_PATHS.has(pathname) ? "/" : pathname + search} />;
+  }
+  if (SIGN_IN_PATHS.has(pathname)) {
     navigate("/", { replace: true });
     return null;
   }
@@ -68,8 +94,8 @@ export function App() {
           Airlock
         </Link>
         <nav aria-label="Main">
-          {NAV.map((n) => (
-            <Link key={n.href} href={n.href} aria-current={n.active(pathname) ? "page" : undefined}>
+          {navEntries(session.me?.role).map((n) => (
+            <Link key={n.href} href={n.href} aria-current={isActive(n.href, pathname) ? "page" : undefined}>
               {n.label}
             </Link>
           ))}
@@ -83,7 +109,7 @@ export function App() {
           ) : (
             <span className="muted">Signed in</span>
           )}
-          <button type="button" className="secondary small" onClick={() => signOut()}>
+          <button type="button" className="secondary small" onClick={() => void signOut()}>
             Sign out
           </button>
         </div>

@@ -1,5 +1,5 @@
 import type { ErrorOut, FieldError } from "./types";
-import { getToken, notifyUnauthorized } from "../auth/session";
+import { getCsrfToken, getToken, notifyUnauthorized } from "../auth/session";
 
 /** An error answered by the API (or the network), with the server's message. */
 export class ApiError extends Error {
@@ -29,16 +29,36 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Use this token instead of the session's (sign-in checks a candidate token). */
   token?: string;
+  /**
+   * Only the browser's cookie, no bearer token, and a 401 does not end the session
+   * (asking whether there is a cookie session, the sign-in endpoints).
+   */
+  cookieOnly?: boolean;
+}
+
+const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/** The headers of a request: a bearer token in token mode; the CSRF token on unsafe cookie requests. */
+export function requestHeaders(
+  method: string,
+  opts: Pick<RequestOptions, "token" | "cookieOnly" | "contentType">,
+  session: { token: string | null; csrf: string | null },
+): Record<string, string> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const token = opts.cookieOnly ? undefined : (opts.token ?? session.token);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  else if (UNSAFE.has(method) && session.csrf) headers["X-CSRF-Token"] = session.csrf;
+  if (opts.contentType) headers["Content-Type"] = opts.contentType;
+  return headers;
 }
 
 export async function api<T>(path: string, opts: RequestOptions = {}): Promise<T> {
-  const token = opts.token ?? getToken();
-  const headers: Record<string, string> = { Accept: "application/json" };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (opts.contentType) headers["Content-Type"] = opts.contentType;
+  const method = (opts.method ?? "GET").toUpperCase();
+  const headers = requestHeaders(method, opts, { token: getToken(), csrf: getCsrfToken() });
   let res: Response;
   try {
-    res = await fetch(path, { method: opts.method ?? "GET", headers, body: opts.body, signal: opts.signal });
+    // Same-origin cookies (the session) go with every request.
+    res = await fetch(path, { method, headers, body: opts.body, signal: opts.signal, credentials: "same-origin" });
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
     throw new ApiError(0, "network", `Cannot reach the server: ${(e as Error).message}`);
@@ -55,7 +75,7 @@ export async function api<T>(path: string, opts: RequestOptions = {}): Promise<T
   if (!res.ok) {
     const err = (json ?? {}) as Partial<ErrorOut>;
     const message = err.message ?? `${res.status} ${res.statusText || "error"}`;
-    if (res.status === 401 && !opts.token) notifyUnauthorized();
+    if (res.status === 401 && !opts.token && !opts.cookieOnly) notifyUnauthorized();
     throw new ApiError(res.status, String(err.code ?? "http_" + res.status), message, err.details);
   }
   return json as T;

@@ -15,6 +15,7 @@ export interface WebSocketLike {
 export interface LiveSocketOptions {
   /** Absolute ws(s):// URL of the stream, with its query, without `resume`. */
   url: string;
+  /** A pasted API token; null for a cookie session. */
   token: string | null;
   /** Last seq seen per run; on a reconnect the stream resumes after these. */
   resumeFrom?: () => Record<string, number>;
@@ -101,6 +102,8 @@ export class LiveSocket {
     const sep = this.o.url.includes("?") ? "&" : "?";
     // Streams without per-run resume (the team stream) get no resume parameter at all.
     const url = this.o.resumeFrom ? `${this.o.url}${sep}resume=${resume ? "true" : "false"}` : this.o.url;
+    // A pasted token goes as a subprotocol; a cookie session needs nothing here: the
+    // browser sends same-origin cookies with the upgrade request.
     const protocols = ["airlock.v1"];
     if (this.o.token) protocols.push(`bearer.${this.o.token}`);
     let ws: WebSocketLike;
