@@ -107,3 +107,38 @@ timeout: 10m
 labels: {suite: browser}
 `;
 }
+
+/**
+ * A fresh browser context that opens `path`, is asked to sign in, and signs in as `login`
+ * through single sign-on: the gateway sends it to the test identity provider's login
+ * form and consent screen, and back.
+ */
+export async function ssoSignedIn(browser: Browser, login: string, path = "/"): Promise<Page> {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await ctx.newPage();
+  await page.goto(stack().url + path);
+  await page.getByRole("link", { name: "Sign in with single sign-on" }).click();
+  await idpLogin(page, login);
+  await page.getByTestId("identity").getByText(login).waitFor();
+  return page;
+}
+
+/** The identity provider's login form, then its consent screen. */
+export async function idpLogin(page: Page, login: string): Promise<void> {
+  const issuer = new URL(stack().issuer);
+  await page.waitForURL((u) => u.host === issuer.host && u.pathname.startsWith("/interaction/"));
+  await page.locator('input[name="login"]').fill(login);
+  await page.locator('input[name="password"]').fill("any password will do");
+  await page.locator('button[type="submit"]').click();
+  await page.getByRole("button", { name: "Continue" }).click();
+}
+
+/** GET /api/v1/me from Node with a bearer token or a cookie: the status and the body. */
+export async function meWith(auth: { token?: string; cookie?: string }): Promise<{ status: number; json: Record<string, unknown> | null }> {
+  const headers: Record<string, string> = {};
+  if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
+  if (auth.cookie) headers.Cookie = auth.cookie;
+  const res = await fetch(stack().url + "/api/v1/me", { headers });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : null };
+}

@@ -8,6 +8,14 @@ import { navigate, useLocation, useTitle } from "../../router";
 
 const PAGE = 50;
 
+/** An entry's detail as `key: value` pairs (e.g. a role change's old and new role). */
+function detailText(detail: Record<string, unknown> | null | undefined): string {
+  if (!detail) return "";
+  return Object.entries(detail)
+    .map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" · ");
+}
+
 /** The team's audit log (admins only): newest first, filtered by action, "Load more" by cursor. */
 export default function AuditPage() {
   useTitle("Audit log");
@@ -94,6 +102,7 @@ export default function AuditPage() {
                         <code className="small">{e.object_id}</code>
                       </>
                     )}
+                    {detailText(e.detail) && <div className="muted small">{detailText(e.detail)}</div>}
                   </td>
                   <td>{e.source_address ?? "—"}</td>
                   <td className={e.outcome === "success" ? "ok" : "bad"}>{e.outcome}</td>
