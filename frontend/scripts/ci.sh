@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check of the web UI, in the order CI runs them. Browser tests need the stack
-# launcher (target/debug/airlock-stack, or $AIRLOCK_STACK_BIN) and Debian's chromium.
+# launcher (target/debug/airlock-stack, or $AIRLOCK_STACK_BIN), Debian's chromium and the
+# test identity provider (crates/test-support/idp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ fi
 
 echo "==> npm ci"
 npm ci --no-audit --no-fund
+echo "==> npm ci (the test identity provider the browser tests sign in through)"
+(cd ../crates/test-support/idp && npm ci --no-audit --no-fund)
 echo "==> API types match the OpenAPI document"
 npm run check:api-types
 echo "==> typecheck"
