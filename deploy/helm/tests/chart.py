@@ -28,6 +28,7 @@ KUBE_VERSION = "v1.31.0"
 VALUES_SETS: dict[str, pathlib.Path | None] = {
     "default": None,
     "production": CHART / "ci" / "production-values.yaml",
+    "dev": CHART / "ci" / "dev-values.yaml",
 }
 
 

@@ -1,0 +1,287 @@
+"""Assertions on the Airlock chart's rendered output (no cluster needed).
+
+Run by scripts/check-deploy.sh: `python -m pytest deploy/helm/tests`.
+"""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+import sys
+
+import helm_python as helm
+import pytest
+import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import chart  # noqa: E402
+
+PRODUCTION = chart.load_values(chart.VALUES_SETS["production"])
+DEV = {"devMode": {"enabled": True}}
+
+# The orchestrator's Role, exactly: what the Kubernetes runtime calls, nothing more.
+ORCHESTRATOR_RULES = {
+    ("", "pods"): {"create", "get", "list", "watch", "delete"},
+    ("", "pods/log"): {"get"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "create"},
+}
+
+VALUE_SETS = {"default": {}, "production": PRODUCTION, "dev": DEV}
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS), ids=list(VALUE_SETS))
+def rendered(request):
+    return chart.documents(VALUE_SETS[request.param])
+
+
+def of_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_specs(docs):
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+def env_of(docs, component):
+    """The environment a component's container gets: ConfigMap entries and env."""
+    name = f"airlock-{component}"
+    deployment = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in of_kind(docs, "ConfigMap")}
+    env = {}
+    for source in container.get("envFrom", []):
+        env.update(maps[source["configMapRef"]["name"]])
+    for entry in container.get("env", []):
+        env[entry["name"]] = entry.get("value", entry.get("valueFrom"))
+    return env
+
+
+def test_runs_namespace_is_labelled_restricted(rendered):
+    namespaces = of_kind(rendered, "Namespace")
+    assert len(namespaces) == 1
+    labels = namespaces[0]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert namespaces[0]["metadata"]["name"] != chart.NAMESPACE
+
+
+def test_orchestrator_role_is_exactly_what_it_uses(rendered):
+    roles = of_kind(rendered, "Role")
+    assert len(roles) == 1
+    role = roles[0]
+    runs_namespace = of_kind(rendered, "Namespace")[0]["metadata"]["name"]
+    assert role["metadata"]["namespace"] == runs_namespace
+    granted = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (group, resource)
+                assert key not in granted, f"{key} granted twice"
+                granted[key] = set(rule["verbs"])
+    assert granted == ORCHESTRATOR_RULES
+    binding = of_kind(rendered, "RoleBinding")[0]
+    assert binding["metadata"]["namespace"] == runs_namespace
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "airlock-orchestrator", "namespace": chart.NAMESPACE}
+    ]
+
+
+def test_nothing_cluster_wide(rendered):
+    kinds = {d["kind"] for d in rendered}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+
+
+def test_only_the_orchestrator_mounts_a_service_account_token(rendered):
+    for name, spec in pod_specs(rendered):
+        assert spec["automountServiceAccountToken"] is (name == "airlock-orchestrator"), name
+
+
+def test_run_pods_are_denied_all_traffic(rendered):
+    runs_namespace = of_kind(rendered, "Namespace")[0]["metadata"]["name"]
+    policy = next(
+        p for p in of_kind(rendered, "NetworkPolicy") if p["metadata"]["name"] == "airlock-runs-deny-all"
+    )
+    assert policy["metadata"]["namespace"] == runs_namespace
+    # The very spec the orchestrator checks at start-up (network_policy.rs).
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"airlock.dev/managed-by": "airlock"}},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [],
+        "egress": [],
+    }
+    for kind in ("ResourceQuota", "LimitRange"):
+        assert [d["metadata"]["namespace"] for d in of_kind(rendered, kind)] == [runs_namespace]
+
+
+def test_no_secret_value_in_any_configmap(rendered):
+    secrets = []
+    for secret in of_kind(rendered, "Secret"):
+        secrets += list(secret.get("stringData", {}).values())
+        secrets += [base64.b64decode(v).decode() for v in secret.get("data", {}).values()]
+    config = "\n".join(
+        f"{k}={v}" for cm in of_kind(rendered, "ConfigMap") for k, v in cm.get("data", {}).items()
+    )
+    for value in secrets:
+        for line in value.splitlines() or [value]:
+            if len(line.strip()) >= 8:
+                assert line.strip() not in config
+    for cm in of_kind(rendered, "ConfigMap"):
+        for key in cm.get("data", {}):
+            assert not key.endswith(("DATABASE_URL", "AMQP_URL", "CLIENT_SECRET", "PASSWORD")), key
+    # The connection URLs and the OIDC client secret reach the pods from Secrets only.
+    for component in ("gateway", "orchestrator", "result-processor"):
+        env = env_of(rendered, component)
+        for name in ("AIRLOCK_DATABASE_URL", "AIRLOCK_AMQP_URL"):
+            assert "secretKeyRef" in env[name], (component, name)
+        assert "AIRLOCK_DEV_LOGIN" not in env
+
+
+def test_oidc_client_secret_comes_from_its_secret():
+    env = env_of(chart.documents(PRODUCTION), "gateway")
+    assert env["AIRLOCK_OIDC_CLIENT_SECRET"] == {
+        "secretKeyRef": {"name": "airlock-oidc", "key": "client-secret"}
+    }
+    assert env["AIRLOCK_OIDC_ISSUER"] == "https://login.example.com/realms/research"
+    assert env["AIRLOCK_PUBLIC_URL"] == "https://airlock.example.com"
+    assert env["AIRLOCK_COOKIE_SECURE"] == "true"
+
+
+def test_every_container_is_non_root_read_only_without_capabilities(rendered):
+    for name, spec in pod_specs(rendered):
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, name
+        assert pod.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            context = container["securityContext"]
+            where = f"{name}/{container['name']}"
+            assert context["runAsNonRoot"] is True, where
+            assert context.get("runAsUser", pod.get("runAsUser", 0)) > 0, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert "add" not in context["capabilities"], where
+            assert container["resources"]["limits"] and container["resources"]["requests"], where
+
+
+def test_pods_outlive_the_services_drain(rendered):
+    grace = int(
+        of_kind(rendered, "ConfigMap")[0]["data"]["AIRLOCK_SHUTDOWN_GRACE_SECS"]
+    )
+    for name, spec in pod_specs(rendered):
+        if name.startswith("airlock-") and not name.startswith("airlock-dev-") and name != "airlock-migrate":
+            assert spec["terminationGracePeriodSeconds"] > grace, name
+
+
+def test_probes_on_healthz_and_readyz(rendered):
+    for name, spec in pod_specs(rendered):
+        if name in ("airlock-gateway", "airlock-orchestrator", "airlock-result-processor"):
+            container = spec["containers"][0]
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_orchestrator_runs_alone_on_the_kubernetes_runtime(rendered):
+    deployment = next(d for d in of_kind(rendered, "Deployment") if d["metadata"]["name"] == "airlock-orchestrator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = env_of(rendered, "orchestrator")
+    assert env["AIRLOCK_RUNTIME"] == "kubernetes"
+    assert env["AIRLOCK_K8S_NAMESPACE"] == of_kind(rendered, "Namespace")[0]["metadata"]["name"]
+    assert env["AIRLOCK_K8S_RUNTIME_CLASS"] == "gvisor"
+
+
+def test_runtime_class_can_be_changed():
+    env = env_of(chart.documents({"runs": {"runtimeClassName": "kata"}}), "orchestrator")
+    assert env["AIRLOCK_K8S_RUNTIME_CLASS"] == "kata"
+
+
+def test_dev_databases_absent_by_default_present_when_enabled():
+    def dev_objects(docs):
+        return [d for d in docs if d["metadata"]["name"].startswith("airlock-dev-")]
+
+    assert dev_objects(chart.documents({})) == []
+    assert dev_objects(chart.documents(PRODUCTION)) == []
+    dev = dev_objects(chart.documents(DEV))
+    names = {(d["kind"], d["metadata"]["name"]) for d in dev}
+    assert ("Deployment", "airlock-dev-postgresql") in names
+    assert ("Deployment", "airlock-dev-rabbitmq") in names
+    assert ("Secret", "airlock-dev-connections") in names
+    env = env_of(chart.documents(DEV), "gateway")
+    assert env["AIRLOCK_DATABASE_URL"]["secretKeyRef"]["name"] == "airlock-dev-connections"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"gatway": {"replicas": 2}},
+        {"gateway": {"replicaz": 2}},
+        {"gateway": {"replicas": "2"}},
+        {"runs": {"namespace": {"name": "runs", "create": "yes"}}},
+        {"monitoring": {"serviceMonitor": {"enabled": True, "extra": 1}}},
+        {"orchestrator": {"replicas": 2}},
+        {"images": {"digests": {"gateway": "latest"}}},
+    ],
+)
+def test_schema_rejects_unknown_or_wrongly_typed_values(values):
+    with pytest.raises(helm.HelmError):
+        chart.render(values)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"runs": {"namespace": {"name": chart.NAMESPACE, "create": True}}}, "must differ"),
+        ({"terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds"),
+        ({"oidc": {"enabled": True}}, "publicUrl"),
+        ({"oidc": {"enabled": True, "issuer": "https://idp.example.com"}, "publicUrl": "https://a.example.com"}, "clientId"),
+        ({"ingress": {"enabled": True}}, "ingress.hosts"),
+    ],
+)
+def test_inconsistent_values_fail_with_a_message(values, message):
+    with pytest.raises(helm.HelmError, match=message):
+        chart.render(values)
+
+
+def test_app_version_is_the_workspace_version():
+    assert chart.app_version() == chart.workspace_version()
+
+
+def test_alerts_file_is_a_rules_file_used_by_the_prometheus_rule():
+    alerts = yaml.safe_load((chart.CHART / "files" / "alerts.yaml").read_text())
+    names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
+    for wanted in (
+        "AirlockServiceDown",
+        "AirlockNotReady",
+        "AirlockOutboxBacklogAging",
+        "AirlockMessagesDeadLettered",
+        "AirlockSandboxCreateFailures",
+        "AirlockRunsWaitingLong",
+        "AirlockHigh5xxRate",
+        "AirlockDatabasePoolSaturated",
+    ):
+        assert wanted in names
+    rule = of_kind(chart.documents(PRODUCTION), "PrometheusRule")[0]
+    assert rule["spec"] == alerts
+    monitor = of_kind(chart.documents(PRODUCTION), "ServiceMonitor")[0]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    services = [s for s in of_kind(chart.documents(PRODUCTION), "Service")]
+    jobs = {s["metadata"]["labels"].get("airlock.dev/job") for s in services}
+    assert jobs >= {"airlock-gateway", "airlock-orchestrator", "airlock-result-processor"}
+
+
+def test_dashboard_is_shipped_when_asked():
+    assert not [cm for cm in of_kind(chart.documents({}), "ConfigMap") if cm["metadata"]["name"].endswith("dashboard")]
+    dashboards = [
+        cm for cm in of_kind(chart.documents(PRODUCTION), "ConfigMap") if cm["metadata"]["name"].endswith("dashboard")
+    ]
+    assert len(dashboards) == 1
+    assert '"uid": "airlock"' in dashboards[0]["data"]["airlock.json"]
