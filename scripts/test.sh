@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs everything CI runs: formatting, lints, the compose file check, every Rust test
+# Runs everything CI runs: formatting, lints, the deployment checks (Helm chart, images,
+# compose file: scripts/check-deploy.sh), every Rust test
 # (unit, integration and end-to-end against real PostgreSQL and RabbitMQ) and the web
 # UI's checks (API types in sync with the OpenAPI document, types, lint, unit tests,
 # build, browser tests in chromium against the real stack).
@@ -15,8 +16,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "==> docker-compose config"
-docker-compose -f docker-compose.yml config --quiet
+echo "==> deploy checks (Helm chart, Dockerfile, docker-compose.yml)"
+scripts/check-deploy.sh
 
 echo "==> cargo build (every binary the end-to-end tests start)"
 cargo build --workspace --bins

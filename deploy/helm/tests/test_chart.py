@@ -285,3 +285,13 @@ def test_dashboard_is_shipped_when_asked():
     ]
     assert len(dashboards) == 1
     assert '"uid": "airlock"' in dashboards[0]["data"]["airlock.json"]
+
+
+def test_every_checkov_skip_carries_a_reason():
+    """A finding is only ever skipped with its reason written beside it."""
+    for name, path in chart.VALUES_SETS.items():
+        for doc in chart.documents(chart.load_values(path)):
+            for key, value in (doc["metadata"].get("annotations") or {}).items():
+                if key.startswith("checkov.io/skip"):
+                    check, _, reason = value.partition("=")
+                    assert check.startswith("CKV") and len(reason) >= 30, (name, doc["metadata"]["name"], value)
