@@ -295,3 +295,15 @@ def test_every_checkov_skip_carries_a_reason():
                 if key.startswith("checkov.io/skip"):
                     check, _, reason = value.partition("=")
                     assert check.startswith("CKV") and len(reason) >= 30, (name, doc["metadata"]["name"], value)
+
+
+def test_autoscalers_replace_fixed_replicas():
+    docs = chart.documents(
+        {"gateway": {"autoscaling": {"enabled": True}}, "resultProcessor": {"autoscaling": {"enabled": True}}}
+    )
+    autoscalers = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
+    assert set(autoscalers) == {"airlock-gateway", "airlock-result-processor"}
+    for deployment in of_kind(docs, "Deployment"):
+        if deployment["metadata"]["name"] in autoscalers:
+            assert "replicas" not in deployment["spec"]
+    assert autoscalers["airlock-gateway"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
