@@ -12,10 +12,18 @@ pub enum ErrorCode {
     Unauthorized,
     /// Authenticated, but the role does not allow this action.
     Forbidden,
+    /// A state-changing request authenticated by the session cookie lacked the matching
+    /// `X-CSRF-Token` header (or came from another origin).
+    CsrfFailed,
+    /// The credential (an API token's scopes, or an access token's) does not cover this
+    /// action, although the role might.
+    InsufficientScope,
     /// No such object, or not visible to the caller.
     NotFound,
     /// The object's state does not allow the action.
     Conflict,
+    /// The change would leave the team without an admin.
+    LastAdmin,
     /// The request body is larger than the configured limit.
     PayloadTooLarge,
     /// The Content-Type is neither JSON nor YAML.
@@ -28,35 +36,41 @@ pub enum ErrorCode {
     Unavailable,
     /// An unexpected failure; the cause is logged, never returned.
     Internal,
+    /// Single sign-on was asked for but no identity provider is configured.
+    OidcNotConfigured,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::MalformedRequest,
         Self::Unauthorized,
         Self::Forbidden,
+        Self::CsrfFailed,
+        Self::InsufficientScope,
         Self::NotFound,
         Self::Conflict,
+        Self::LastAdmin,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::ValidationFailed,
         Self::RateLimited,
         Self::Unavailable,
         Self::Internal,
+        Self::OidcNotConfigured,
     ];
 
     pub const fn http_status(self) -> u16 {
         match self {
             Self::MalformedRequest => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::CsrfFailed | Self::InsufficientScope => 403,
             Self::NotFound => 404,
-            Self::Conflict => 409,
+            Self::Conflict | Self::LastAdmin => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::ValidationFailed => 422,
             Self::RateLimited => 429,
-            Self::Unavailable => 503,
+            Self::Unavailable | Self::OidcNotConfigured => 503,
             Self::Internal => 500,
         }
     }
@@ -66,14 +80,18 @@ impl ErrorCode {
             Self::MalformedRequest => "malformed_request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::CsrfFailed => "csrf_failed",
+            Self::InsufficientScope => "insufficient_scope",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::LastAdmin => "last_admin",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ValidationFailed => "validation_failed",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::OidcNotConfigured => "oidc_not_configured",
         }
     }
 }

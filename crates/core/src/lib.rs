@@ -13,7 +13,7 @@ pub mod score;
 pub mod spec;
 pub mod state;
 
-pub use access::Role;
+pub use access::{Role, Scope, Scopes};
 pub use error::ErrorCode;
 pub use ids::{EvaluationId, RunId, TeamId, UserId};
 pub use spec::EvalSpec;

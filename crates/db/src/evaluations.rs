@@ -32,6 +32,8 @@ pub struct NewEvaluation<'a> {
     pub created_at: DateTime<Utc>,
     pub runs: &'a [NewRun],
     pub outbox: &'a [OutboxMessage],
+    /// Recorded in the same transaction.
+    pub audit: Option<&'a crate::audit::AuditRecord>,
 }
 
 /// Which evaluations to list.
@@ -171,6 +173,9 @@ impl Db {
             .await?;
         }
         outbox::insert(&mut tx, new.outbox).await?;
+        if let Some(record) = new.audit {
+            crate::audit::insert(&mut *tx, record).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -262,8 +267,13 @@ impl Db {
 
     /// Records a cancel request and its control message in one transaction. Returns
     /// false when the evaluation had already been asked to cancel (nothing is written).
-    #[tracing::instrument(skip(self, message))]
-    pub async fn request_cancel(&self, id: EvaluationId, message: &OutboxMessage) -> Result<bool> {
+    #[tracing::instrument(skip(self, message, audit))]
+    pub async fn request_cancel(
+        &self,
+        id: EvaluationId,
+        message: &OutboxMessage,
+        audit: Option<&crate::audit::AuditRecord>,
+    ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE evaluations SET cancel_requested_at = now(), updated_at = now()
@@ -277,6 +287,9 @@ impl Db {
             return Ok(false);
         }
         outbox::insert(&mut tx, std::slice::from_ref(message)).await?;
+        if let Some(record) = audit {
+            crate::audit::insert(&mut *tx, record).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -1,6 +1,7 @@
 //! All of Airlock's SQL. Services hold a [`Db`] and call its methods; nothing else writes
 //! a query. Migrations are embedded from the repository's `migrations/` directory.
 
+pub mod audit;
 mod error;
 pub mod evaluations;
 pub mod events;
@@ -8,7 +9,9 @@ pub mod identity;
 pub mod outbox;
 pub mod results;
 pub mod rows;
+pub mod sessions;
 pub mod system;
+pub mod tokens;
 
 pub use error::{DbError, Result};
 pub use outbox::OutboxMessage;

@@ -22,7 +22,37 @@ pub struct Principal {
     pub team_id: TeamId,
     pub team_name: String,
     pub role: Role,
+    pub kind: UserKind,
+    pub email: Option<String>,
 }
+
+/// A person, or a service account a team created for automation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKind {
+    User,
+    Service,
+}
+
+impl UserKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Service => "service",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        match text {
+            "user" => Ok(Self::User),
+            "service" => Ok(Self::Service),
+            other => Err(DbError::Corrupt(format!("unknown user kind `{other}`"))),
+        }
+    }
+}
+
+/// Columns of [`PrincipalRow`], for `users u JOIN teams t`.
+pub(crate) const PRINCIPAL_COLUMNS: &str = "u.id AS user_id, u.name AS user_name, t.id AS team_id, t.name AS team_name, u.role, u.kind, u.email";
 
 #[derive(FromRow)]
 pub(crate) struct PrincipalRow {
@@ -31,6 +61,12 @@ pub(crate) struct PrincipalRow {
     pub team_id: Uuid,
     pub team_name: String,
     pub role: String,
+    pub kind: String,
+    pub email: Option<String>,
+}
+
+pub(crate) fn parse_role(text: &str) -> Result<Role> {
+    text.parse().map_err(|e| DbError::Corrupt(format!("{e}")))
 }
 
 impl TryFrom<PrincipalRow> for Principal {
@@ -42,10 +78,9 @@ impl TryFrom<PrincipalRow> for Principal {
             user_name: row.user_name,
             team_id: row.team_id.into(),
             team_name: row.team_name,
-            role: row
-                .role
-                .parse()
-                .map_err(|e| DbError::Corrupt(format!("{e}")))?,
+            role: parse_role(&row.role)?,
+            kind: UserKind::parse(&row.kind)?,
+            email: row.email,
         })
     }
 }

@@ -30,6 +30,7 @@ async fn fixture() -> Fixture {
     let evaluation = EvaluationId::new();
     let run = RunId::new();
     db.insert_evaluation(NewEvaluation {
+        audit: None,
         id: evaluation,
         team_id: owner.team_id,
         owner_id: owner.user_id,

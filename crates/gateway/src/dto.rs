@@ -99,9 +99,18 @@ pub struct CancelOut {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeOut {
     pub user: String,
+    pub user_id: airlock_core::UserId,
+    pub email: Option<String>,
+    pub kind: airlock_db::UserKind,
     pub team: String,
     pub team_id: TeamId,
     pub role: airlock_core::Role,
+    /// What this request may do: the role's scopes, narrowed by the credential's.
+    pub scopes: Vec<airlock_core::Scope>,
+    /// How the caller signed in: `session`, `api_token` or `jwt`.
+    pub auth: String,
+    /// For a browser session: send it as `X-CSRF-Token` on POST, PATCH and DELETE.
+    pub csrf_token: Option<String>,
 }
 
 /// What the platform can run and how busy it is.

@@ -46,14 +46,7 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(
             ErrorCode::Unauthorized,
-            "a valid token is required: send `Authorization: Bearer <token>`",
-        )
-    }
-
-    pub fn forbidden(action: &str) -> Self {
-        Self::new(
-            ErrorCode::Forbidden,
-            format!("your role does not allow you to {action}"),
+            "sign in, or send a valid token as `Authorization: Bearer <token>`",
         )
     }
 
@@ -92,7 +85,6 @@ impl ApiError {
         .with_retry_after(5)
     }
 
-    #[cfg(test)]
     pub(crate) fn code(&self) -> ErrorCode {
         self.code
     }
@@ -102,6 +94,21 @@ impl ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
         Self::new(ErrorCode::MalformedRequest, rejection.body_text())
+    }
+}
+
+/// A JSON body that does not parse (or is not declared JSON) is the client's mistake.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection;
+        let code = match rejection {
+            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+            _ if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                ErrorCode::PayloadTooLarge
+            }
+            _ => ErrorCode::MalformedRequest,
+        };
+        Self::new(code, rejection.body_text())
     }
 }
 

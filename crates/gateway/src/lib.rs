@@ -1,4 +1,5 @@
-//! The API gateway: the REST and WebSocket API, API-token authentication, the outbox
+//! The API gateway: the REST and WebSocket API, sign-in (OpenID Connect sessions, API
+//! tokens, provider access tokens), team administration and the audit log, the outbox
 //! relay that hands accepted work to RabbitMQ, the consumer of committed updates, and
 //! the web UI's static files.
 //!
@@ -32,14 +33,31 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 
+/// Users of provider access tokens, by subject, with when they were looked up.
+type JwtUsers = std::sync::Mutex<
+    std::collections::HashMap<String, (airlock_db::Principal, std::time::Instant)>,
+>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     hub: hub::Hub,
     config: Arc<Config>,
-    limiter: Arc<rate_limit::RateLimiter>,
+    limiter: Arc<rate_limit::RateLimiter<airlock_core::UserId>>,
+    /// Refused credentials per client address.
+    failures: Arc<rate_limit::RateLimiter<std::net::IpAddr>>,
+    oidc: Option<Arc<auth::oidc::Oidc>>,
+    jwt_users: Arc<JwtUsers>,
+    /// Where the provider sends the browser back to after login.
+    redirect_uri: Arc<str>,
     shutdown: CancellationToken,
+}
+
+/// Makes ring the process's TLS crypto provider (the HTTP client talking to the identity
+/// provider needs one). Calling it again does nothing.
+pub fn install_crypto_provider() {
+    drop(rustls::crypto::ring::default_provider().install_default());
 }
 
 /// A gateway ready to run.
@@ -61,6 +79,19 @@ impl Gateway {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let listen = listener.local_addr()?;
+        config
+            .identity
+            .check(listen)
+            .map_err(|problem| anyhow::anyhow!(problem))?;
+        let oidc = auth::oidc::Oidc::from_config(&config.identity)?.map(Arc::new);
+        let public_url = config
+            .identity
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let redirect_uri: Arc<str> =
+            format!("{}/auth/callback", public_url.trim_end_matches('/')).into();
         let db = Db::connect_lazy(
             config.common.database_url.expose(),
             config.common.db_max_connections,
@@ -78,6 +109,13 @@ impl Gateway {
                 config.rate_limit_per_minute,
                 config.rate_limit_burst,
             )),
+            failures: Arc::new(rate_limit::RateLimiter::new(
+                config.identity.auth_failures_per_minute,
+                config.identity.auth_failures_per_minute,
+            )),
+            oidc,
+            jwt_users: Arc::default(),
+            redirect_uri,
             shutdown: shutdown.clone(),
         };
         let api = routes::api_router()

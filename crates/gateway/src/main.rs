@@ -59,8 +59,16 @@ async fn create_token(
     db.migrate().await?;
     let principal = db.upsert_user(user, team, role).await?;
     let token = tokens::generate();
-    db.insert_api_token(principal.user_id, &tokens::hash(&token), None)
-        .await?;
+    db.insert_api_token(&airlock_db::tokens::NewToken {
+        owner: principal.user_id,
+        hash: &tokens::hash(&token),
+        name: "created by admin create-token",
+        prefix: &tokens::prefix(&token),
+        scopes: airlock_core::Scopes::ALL,
+        expires_at: None,
+        created_by: None,
+    })
+    .await?;
     println!("{token}");
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! Gateway metrics beyond HTTP: submissions, WebSocket sessions, the outbox.
+//! Gateway metrics beyond HTTP: submissions, WebSocket sessions, the outbox, refused
+//! credentials and rate limiting.
 
 use airlock_db::Db;
-use prometheus::{Gauge, IntCounter, IntGauge};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 use std::sync::LazyLock;
 
 struct Metrics {
@@ -11,6 +12,8 @@ struct Metrics {
     outbox_published: IntCounter,
     outbox_backlog: IntGauge,
     outbox_age: Gauge,
+    auth_failures: IntCounterVec,
+    rate_limited: IntCounter,
 }
 
 static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
@@ -45,8 +48,31 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
             "Age of the oldest unpublished outbox message."
         )
         .ok()?,
+        auth_failures: prometheus::register_int_counter_vec!(
+            "airlock_auth_failures_total",
+            "Refused credentials, by method (api_token, jwt, bearer, oidc, dev_login).",
+            &["method"]
+        )
+        .ok()?,
+        rate_limited: prometheus::register_int_counter!(
+            "airlock_rate_limited_total",
+            "Requests answered 429 by a rate limit."
+        )
+        .ok()?,
     })
 });
+
+pub fn auth_failure(method: &str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.auth_failures.with_label_values(&[method]).inc();
+    }
+}
+
+pub fn rate_limited() {
+    if let Some(m) = METRICS.as_ref() {
+        m.rate_limited.inc();
+    }
+}
 
 pub fn evaluation_submitted(runs: usize) {
     if let Some(m) = METRICS.as_ref() {

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{evaluations, me, runs, stream, system};
+use crate::routes::{audit, evaluations, login, me, runs, stream, system, team, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,18 @@ use crate::routes::{evaluations, me, runs, stream, system};
         stream::team_stream,
         me::me,
         system::system,
+        login::config,
+        login::logout,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        tokens::list_for_service_account,
+        tokens::create_for_service_account,
+        team::members,
+        team::change_role,
+        team::service_accounts,
+        team::create_service_account,
+        audit::list,
     ),
     components(schemas(
         stream::StreamIn,
@@ -33,7 +45,9 @@ use crate::routes::{evaluations, me, runs, stream, system};
     tags(
         (name = "evaluations", description = "Evaluations and their live stream"),
         (name = "runs", description = "Runs and their events"),
-        (name = "identity", description = "Who the caller is"),
+        (name = "identity", description = "Who the caller is, and signing in and out"),
+        (name = "tokens", description = "API tokens for scripts and CI"),
+        (name = "team", description = "Team administration: members, service accounts, the audit log"),
         (name = "system", description = "Capacity and load"),
         (name = "operations", description = "Health, readiness and metrics, on every service"),
     )
@@ -48,6 +62,13 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The browser session; state-changing requests also need `X-CSRF-Token`.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new("__Host-airlock_session"),
+            )),
         );
     }
 }

@@ -1,17 +1,18 @@
-//! Per-principal rate limiting: a token bucket per user, refilled continuously. A request
-//! over the limit gets 429 with `Retry-After`.
+//! Rate limiting: a token bucket per key (a user, or a client address for failed
+//! sign-ins), refilled continuously. A request over the limit gets 429 with `Retry-After`.
 
-use airlock_core::{ErrorCode, UserId};
+use airlock_core::ErrorCode;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::error::ApiError;
 
-pub struct RateLimiter {
+pub struct RateLimiter<K> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<UserId, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 struct Bucket {
@@ -19,7 +20,7 @@ struct Bucket {
     updated: Instant,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     pub fn new(per_minute: u32, burst: u32) -> Self {
         Self {
             per_second: f64::from(per_minute.max(1)) / 60.0,
@@ -28,13 +29,20 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `user`, or says how long to wait.
-    pub fn check(&self, user: UserId) -> Result<(), ApiError> {
+    /// Takes one token for `key`, or says how long to wait.
+    pub fn check(&self, key: K) -> Result<(), ApiError> {
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
-        let bucket = buckets.entry(user).or_insert(Bucket {
+        // Full buckets carry no information: drop them now and then to bound memory.
+        if buckets.len() > 100_000 {
+            let (per_second, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst
+            });
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: self.burst,
             updated: now,
         });
@@ -46,6 +54,7 @@ impl RateLimiter {
             return Ok(());
         }
         let wait = ((1.0 - bucket.tokens) / self.per_second).ceil().max(1.0) as u64;
+        crate::metrics::rate_limited();
         Err(ApiError::new(
             ErrorCode::RateLimited,
             format!("too many requests; retry in {wait} s"),
@@ -57,6 +66,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_core::UserId;
 
     #[test]
     fn burst_then_refusal_with_retry_after() {

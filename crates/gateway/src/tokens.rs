@@ -17,6 +17,11 @@ pub fn generate() -> String {
     format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The first characters of a token, kept to recognise it in a list (not enough to guess it).
+pub fn prefix(token: &str) -> String {
+    token.chars().take(TOKEN_PREFIX.len() + 4).collect()
+}
+
 /// What the database stores and looks tokens up by.
 pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()

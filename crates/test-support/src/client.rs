@@ -38,7 +38,7 @@ impl Api {
         &self.base
     }
 
-    async fn reply(response: reqwest::Response) -> Reply {
+    pub async fn reply(response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("read body");
@@ -89,6 +89,33 @@ impl Api {
             .await
             .expect("POST");
         Self::reply(response).await
+    }
+
+    /// Any method, with an optional JSON body.
+    pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        Self::reply(request.send().await.expect("request")).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, None).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send("POST", path, Some(body)).await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Reply {
+        self.send("PATCH", path, Some(body)).await
     }
 
     pub async fn submit(&self, spec: &Value) -> Reply {

@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::{CancelOut, EvaluationListOut, EvaluationOut, EvaluationSummaryOut};
 use crate::error::{ApiError, ApiResult, ErrorOut};
+use airlock_core::Scope;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,7 +62,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<EvaluationOut>)> {
-    caller.require_write("submit evaluations")?;
+    caller.require(Scope::EvaluationsWrite)?;
     let format = spec_format(&headers)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -92,15 +93,21 @@ pub async fn submit(
         .insert_evaluation(NewEvaluation {
             id,
             team_id: caller.team_id(),
-            owner_id: caller.0.user_id,
+            owner_id: caller.principal.user_id,
             spec: &spec,
             created_at,
             runs: &runs,
             outbox: &outbox,
+            audit: Some(&caller.audit(
+                "evaluation.submit",
+                "evaluation",
+                Some(id.to_string()),
+                serde_json::json!({"name": spec.name, "runs": runs.len()}),
+            )),
         })
         .await?;
     crate::metrics::evaluation_submitted(runs.len());
-    tracing::info!(evaluation_id = %id, runs = runs.len(), user = %caller.0.user_name, "evaluation accepted");
+    tracing::info!(evaluation_id = %id, runs = runs.len(), user = %caller.principal.user_name, "evaluation accepted");
 
     // The response is built from what was just committed, without reading it back.
     let mut counts = StateCounts::default();
@@ -108,8 +115,8 @@ pub async fn submit(
     let evaluation = Evaluation {
         id,
         team_id: caller.team_id(),
-        owner_id: caller.0.user_id,
-        owner_name: caller.0.user_name.clone(),
+        owner_id: caller.principal.user_id,
+        owner_name: caller.principal.user_name.clone(),
         name: spec.name.clone(),
         status: EvaluationStatus::Queued,
         counts,
@@ -281,6 +288,7 @@ pub async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationListOut>> {
+    caller.require(Scope::EvaluationsRead)?;
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -416,6 +424,7 @@ pub async fn read(
     Path(id): Path<String>,
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EvaluationOut>> {
+    caller.require(Scope::EvaluationsRead)?;
     let Query(query) = query?;
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
     let id = evaluation.id;
@@ -455,7 +464,7 @@ pub async fn cancel(
 ) -> ApiResult<(StatusCode, Json<CancelOut>)> {
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
     let id = evaluation.id;
-    caller.require_write("cancel evaluations")?;
+    caller.require(Scope::EvaluationsCancel)?;
     if evaluation.cancel_requested_at.is_none() {
         if evaluation.status.is_terminal() {
             return Err(ApiError::new(
@@ -470,8 +479,14 @@ pub async fn cancel(
         };
         let payload = serde_json::to_value(&control).map_err(ApiError::internal)?;
         let message = OutboxMessage::new(topology::CONTROL_EXCHANGE, "", 0, payload);
-        if state.db.request_cancel(id, &message).await? {
-            tracing::info!(evaluation_id = %id, user = %caller.0.user_name, "cancellation requested");
+        let audit = caller.audit(
+            "evaluation.cancel",
+            "evaluation",
+            Some(id.to_string()),
+            serde_json::json!({"name": evaluation.name}),
+        );
+        if state.db.request_cancel(id, &message, Some(&audit)).await? {
+            tracing::info!(evaluation_id = %id, user = %caller.principal.user_name, "cancellation requested");
         }
     }
     let evaluation = state

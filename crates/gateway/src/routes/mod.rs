@@ -1,10 +1,14 @@
 //! The REST and WebSocket API, one module per resource.
 
+pub mod audit;
 pub mod evaluations;
+pub mod login;
 pub mod me;
 pub mod runs;
 pub mod stream;
 pub mod system;
+pub mod team;
+pub mod tokens;
 
 use axum::Router;
 
@@ -17,4 +21,8 @@ pub fn api_router() -> Router<AppState> {
         .merge(stream::router())
         .merge(me::router())
         .merge(system::router())
+        .merge(login::router())
+        .merge(tokens::router())
+        .merge(team::router())
+        .merge(audit::router())
 }

@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::EventListOut;
 use crate::error::{ApiError, ApiResult, ErrorOut};
+use airlock_core::Scope;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,6 +45,7 @@ pub async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunSnapshot>> {
+    caller.require(Scope::EvaluationsRead)?;
     Ok(Json(visible_run(&state, &caller, &id).await?))
 }
 
@@ -76,6 +78,7 @@ pub async fn events(
     Path(id): Path<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EventListOut>> {
+    caller.require(Scope::EvaluationsRead)?;
     let Query(query) = query?;
     let run = visible_run(&state, &caller, &id).await?;
     let after_seq = query.after_seq.unwrap_or(0);

@@ -21,7 +21,7 @@
 use airlock_core::messages::{EvaluationUpdate, RunSnapshot, StoredEvent};
 use airlock_core::score::ScoreSummary;
 use airlock_core::state::StateCounts;
-use airlock_core::{ErrorCode, EvaluationId, EvaluationStatus, RunId, TeamId};
+use airlock_core::{ErrorCode, EvaluationId, EvaluationStatus, RunId, Scope, TeamId};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -148,6 +148,7 @@ pub async fn stream(
     query: Result<Query<StreamQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
+    caller.require(Scope::EvaluationsRead)?;
     let Query(query) = query?;
     let id = visible_evaluation(&state, &caller, &id).await?.id;
     let scope = match query.events.as_deref() {
@@ -197,9 +198,10 @@ pub async fn team_stream(
     State(state): State<AppState>,
     caller: Caller,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> ApiResult<Response> {
+    caller.require(Scope::EvaluationsRead)?;
     let team_id = caller.team_id();
-    upgrade
+    Ok(upgrade
         .protocols([STREAM_PROTOCOL])
         .on_upgrade(move |mut socket| async move {
             crate::metrics::websocket_opened();
@@ -207,7 +209,7 @@ pub async fn team_stream(
                 tracing::debug!(%error, "team stream ended");
             }
             crate::metrics::websocket_closed();
-        })
+        }))
 }
 
 async fn run_team_stream(

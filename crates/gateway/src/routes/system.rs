@@ -9,6 +9,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::{OrchestratorOut, SystemOut};
 use crate::error::{ApiResult, ErrorOut};
+use airlock_core::Scope;
 
 /// An orchestrator renews its report every 5 s; after this long without one it is
 /// called offline.
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = []))
 )]
 pub async fn system(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<SystemOut>> {
+    caller.require(Scope::EvaluationsRead)?;
     let load = state.db.run_load(caller.team_id()).await?;
     let now = Utc::now();
     let orchestrator =

@@ -4,7 +4,9 @@
 //! input closes or it receives SIGTERM or SIGINT; then it stops everything and removes
 //! the database and virtual host. The web UI's browser tests and benchmark run on it.
 //!
-//! Settings from its own environment: `AIRLOCK_STATIC_DIR` goes to the gateway;
+//! Settings from its own environment: `AIRLOCK_STATIC_DIR`, `AIRLOCK_OIDC_*`,
+//! `AIRLOCK_SESSION_*`, `AIRLOCK_PUBLIC_URL`, `AIRLOCK_COOKIE_SECURE`, `AIRLOCK_DEV_LOGIN`
+//! and the rate limits go to the gateway;
 //! `AIRLOCK_MAX_CONCURRENT_RUNS`, `AIRLOCK_TEAM_MAX_CONCURRENT_RUNS`, `AIRLOCK_SANDBOX_*`
 //! and `AIRLOCK_WORKER_*` go to the orchestrator.
 
@@ -17,7 +19,18 @@ async fn main() -> anyhow::Result<()> {
     let mut options = StackOptions::default();
     for (key, value) in std::env::vars() {
         match key.as_str() {
-            "AIRLOCK_STATIC_DIR" => options.env.push((Service::Gateway, key, value)),
+            "AIRLOCK_STATIC_DIR"
+            | "AIRLOCK_PUBLIC_URL"
+            | "AIRLOCK_COOKIE_SECURE"
+            | "AIRLOCK_DEV_LOGIN"
+            | "AIRLOCK_RATE_LIMIT_PER_MINUTE"
+            | "AIRLOCK_RATE_LIMIT_BURST"
+            | "AIRLOCK_AUTH_FAILURES_PER_MINUTE" => {
+                options.env.push((Service::Gateway, key, value))
+            }
+            _ if key.starts_with("AIRLOCK_OIDC_") || key.starts_with("AIRLOCK_SESSION_") => {
+                options.env.push((Service::Gateway, key, value));
+            }
             "AIRLOCK_MAX_CONCURRENT_RUNS" => options.capacity = value.parse()?,
             "AIRLOCK_TEAM_MAX_CONCURRENT_RUNS" => options.team_quota = Some(value.parse()?),
             _ if key.starts_with("AIRLOCK_SANDBOX_") || key.starts_with("AIRLOCK_WORKER_") => {
