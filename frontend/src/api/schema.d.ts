@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit log (admin). */
+        get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Sign-in methods (no authentication needed). */
+        get: operations["config"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/evaluations": {
         parameters: {
             query?: never;
@@ -83,7 +117,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's user, team and role. */
+        /** The caller's user, team, role and effective scopes. */
         get: operations["me"];
         put?: never;
         post?: never;
@@ -163,6 +197,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/service-accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's service accounts (admin). */
+        get: operations["service_accounts"];
+        put?: never;
+        /** Creates a service account in the team (admin), e.g. for a CI job. */
+        post: operations["create_service_account"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/service-accounts/{id}/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A service account's tokens (admin). */
+        get: operations["list_for_service_account"];
+        put?: never;
+        /** Creates a token for a service account (admin); the secret is shown once. */
+        post: operations["create_for_service_account"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stream": {
         parameters: {
             query?: never;
@@ -191,6 +261,95 @@ export interface paths {
         get: operations["system"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/team/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's members (admin). */
+        get: operations["members"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/team/members/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Changes a member's role (admin). The team keeps at least one admin. */
+        patch: operations["change_role"];
+        trace?: never;
+    };
+    "/api/v1/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's own tokens, newest first (revoked ones included). */
+        get: operations["list"];
+        put?: never;
+        /** Creates a token for the caller; the response holds its secret, once. */
+        post: operations["create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tokens/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revokes a token: the caller's own, or (for an admin) one of the team's service
+         *     accounts'. Revoking twice is harmless.
+         */
+        delete: operations["revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Ends the browser's session and clears its cookie. */
+        post: operations["logout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -309,6 +468,42 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        ActorOut: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+        };
+        /** @description Who did what to which object, when, from where, with what outcome. */
+        AuditEntryOut: {
+            /**
+             * @description login, login_failed, logout, evaluation.submit, evaluation.cancel, token.create,
+             *     token.revoke, role.change, service_account.create.
+             */
+            action: string;
+            actor?: null | components["schemas"]["ActorOut"];
+            /** Format: date-time */
+            at: string;
+            detail: Record<string, never>;
+            /** Format: uuid */
+            id: string;
+            object_id?: string | null;
+            object_type: string;
+            /** @description `success` or `failure`. */
+            outcome: string;
+            source_address?: string | null;
+        };
+        AuditPageOut: {
+            entries: components["schemas"]["AuditEntryOut"][];
+            /** @description Pass as `cursor` for older entries; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description Which ways of signing in this gateway offers. */
+        AuthConfigOut: {
+            /** @description The development login (`POST /auth/dev-login`). */
+            dev_login: boolean;
+            /** @description Single sign-on through the configured OpenID Connect provider (`/auth/login`). */
+            oidc: boolean;
+        };
         /** @description The answer to a cancel request. */
         CancelOut: {
             /**
@@ -319,8 +514,14 @@ export interface components {
             id: components["schemas"]["EvaluationId"];
             status: components["schemas"]["EvaluationStatus"];
         };
+        /** @description A new token: its record and, this once, its secret. */
+        CreatedTokenOut: {
+            /** @description The token itself. It is not stored and cannot be shown again. */
+            secret: string;
+            token: components["schemas"]["TokenOut"];
+        };
         /** @enum {string} */
-        ErrorCode: "malformed_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "unavailable" | "internal";
+        ErrorCode: "malformed_request" | "unauthorized" | "forbidden" | "csrf_failed" | "insufficient_scope" | "not_found" | "conflict" | "last_admin" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "unavailable" | "internal" | "oidc_not_configured";
         /** @description Body of every error response. */
         ErrorOut: {
             /** @description Stable, machine-readable. */
@@ -488,10 +689,34 @@ export interface components {
         LogStream: "stdout" | "stderr" | "events";
         /** @description Who the caller is. */
         MeOut: {
+            /** @description How the caller signed in: `session`, `api_token` or `jwt`. */
+            auth: string;
+            /** @description For a browser session: send it as `X-CSRF-Token` on POST, PATCH and DELETE. */
+            csrf_token?: string | null;
+            email?: string | null;
+            kind: components["schemas"]["UserKind"];
             role: components["schemas"]["Role"];
+            /** @description What this request may do: the role's scopes, narrowed by the credential's. */
+            scopes: components["schemas"]["Scope"][];
             team: string;
             team_id: components["schemas"]["TeamId"];
             user: string;
+            user_id: components["schemas"]["UserId"];
+        };
+        /** @description A person or service account of the team. */
+        MemberOut: {
+            /** Format: date-time */
+            created_at: string;
+            email?: string | null;
+            id: components["schemas"]["UserId"];
+            kind: components["schemas"]["UserKind"];
+            /** Format: date-time */
+            last_login_at?: string | null;
+            name: string;
+            role: components["schemas"]["Role"];
+        };
+        MembersOut: {
+            members: components["schemas"]["MemberOut"][];
         };
         /**
          * @description Which network a run may reach.
@@ -541,6 +766,9 @@ export interface components {
         };
         /** @enum {string} */
         Role: "admin" | "researcher" | "viewer";
+        RoleIn: {
+            role: components["schemas"]["Role"];
+        };
         /**
          * Format: uuid
          * @description One task x epoch of an evaluation.
@@ -578,6 +806,11 @@ export interface components {
         };
         /** @enum {string} */
         RunState: "queued" | "scheduling" | "starting" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "error";
+        /**
+         * @description One permission a credential may carry.
+         * @enum {string}
+         */
+        Scope: "evaluations:read" | "evaluations:write" | "evaluations:cancel" | "admin";
         /** @description What clients see of one score name's aggregate. */
         ScoreSummary: {
             /** Format: int64 */
@@ -594,6 +827,14 @@ export interface components {
              * @description Standard error of the mean; absent below two values.
              */
             stderr?: number | null;
+        };
+        ServiceAccountIn: {
+            /** @description Unique across Airlock (1–100 characters: letters, digits, `-`, `_`, `.`). */
+            name: string;
+            role: components["schemas"]["Role"];
+        };
+        ServiceAccountsOut: {
+            service_accounts: components["schemas"]["MemberOut"][];
         };
         /**
          * @description The order of a listing.
@@ -719,6 +960,52 @@ export interface components {
          * @description A team: the unit of visibility and quota.
          */
         TeamId: string;
+        TokenIn: {
+            /**
+             * Format: date-time
+             * @description When it stops working; none for never (or the creating token's own expiry).
+             */
+            expires_at?: string | null;
+            /** @description What the token is for (1–100 characters). */
+            name?: string | null;
+            /** @description Within what the creating request may do. */
+            scopes?: string[] | null;
+        };
+        TokenListOut: {
+            tokens: components["schemas"]["TokenOut"][];
+        };
+        /** @description A token as its owner sees it; never the secret. */
+        TokenOut: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            last_used_at?: string | null;
+            name: string;
+            owner: components["schemas"]["TokenOwnerOut"];
+            /** @description The token's first characters, to recognise it. */
+            prefix: string;
+            /** Format: date-time */
+            revoked_at?: string | null;
+            scopes: components["schemas"]["Scope"][];
+        };
+        TokenOwnerOut: {
+            id: components["schemas"]["UserId"];
+            name: string;
+        };
+        /**
+         * Format: uuid
+         * @description A person or a service account.
+         */
+        UserId: string;
+        /**
+         * @description A person, or a service account a team created for automation.
+         * @enum {string}
+         */
+        UserKind: "user" | "service";
     };
     responses: never;
     parameters: never;
@@ -728,6 +1015,70 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Only this action. */
+                action: string | null;
+                /** @description 1–200, default 50. */
+                limit: number | null;
+                cursor: string | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Entries, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPageOut"];
+                };
+            };
+            /** @description Bad cursor or limit */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    config: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sign-in methods */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthConfigOut"];
+                };
+            };
+        };
+    };
     list: {
         parameters: {
             query?: {
@@ -1047,7 +1398,7 @@ export interface operations {
                     "application/json": components["schemas"]["MeOut"];
                 };
             };
-            /** @description No valid token */
+            /** @description Not signed in */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1154,6 +1505,181 @@ export interface operations {
             };
         };
     };
+    service_accounts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Service accounts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceAccountsOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    create_service_account: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ServiceAccountIn"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description The name is taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid name */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_for_service_account: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Service account id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenListOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No such service account in your team */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    create_for_service_account: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Service account id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TokenIn"];
+            };
+        };
+        responses: {
+            /** @description Created; `secret` is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedTokenOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No such service account in your team */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     team_stream: {
         parameters: {
             query?: never;
@@ -1203,6 +1729,226 @@ export interface operations {
             };
             /** @description No valid token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    members: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Members */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MembersOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    change_role: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description User id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoleIn"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberOut"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No such member of your team */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description It would leave the team without an admin (last_admin) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Your tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenListOut"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TokenIn"];
+            };
+        };
+        responses: {
+            /** @description Created; `secret` is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedTokenOut"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid fields (codes required, too_long, unknown_scope, scope_not_allowed, in_past) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Token id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No such token of yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed out */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing X-CSRF-Token */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -23,6 +23,20 @@ export type EventList = S["EventListOut"];
 export type MeOut = S["MeOut"];
 export type SystemOut = S["SystemOut"];
 
+// Identity: sessions, API tokens, team administration, the audit log.
+export type Role = S["Role"];
+export type Scope = S["Scope"];
+export type AuthConfig = S["AuthConfigOut"];
+export type TokenOut = S["TokenOut"];
+export type TokenListOut = S["TokenListOut"];
+export type TokenIn = S["TokenIn"];
+export type TokenCreatedOut = S["CreatedTokenOut"];
+export type MemberOut = S["MemberOut"];
+export type MemberListOut = S["MembersOut"];
+export type ServiceAccountListOut = S["ServiceAccountsOut"];
+export type AuditEntryOut = S["AuditEntryOut"];
+export type AuditListOut = S["AuditPageOut"];
+
 export const RUN_STATES: RunState[] = [
   "queued",
   "scheduling",

@@ -5,7 +5,7 @@
 //  - a pasted API token, kept in sessionStorage and sent as a bearer token.
 // Callers ask for the token (null for a cookie session) and the CSRF token, nothing more.
 import { useSyncExternalStore } from "react";
-import type { AuthConfig, Me } from "../api/identity";
+import type { AuthConfig, MeOut as Me } from "../api/types";
 import { api } from "../api/client";
 
 const KEY = "airlock.token";

@@ -2,11 +2,11 @@
 // Used for a person's own tokens and for a service account's.
 import { useState, type FormEvent } from "react";
 import { ApiError } from "../api/client";
-import type { TokenCreatedOut, TokenIn, TokenOut } from "../api/identity";
+import type { TokenCreatedOut, TokenIn, TokenOut } from "../api/types";
 import { ConfirmButton, Empty, ErrorBox, Field } from "./common";
 import { formatTime } from "../lib/format";
 import { expiryFromDate, identityErrorText, SCOPE_TEXT, scopeList, todayDate, tokenState } from "../lib/identity";
-import type { Scope } from "../api/identity";
+import type { Scope } from "../api/types";
 
 export function TokenTable({
   tokens,

@@ -1,5 +1,5 @@
 // Identity in words: scopes a role may hold, token states, sign-in failures, audit actions.
-import type { Role, Scope, TokenOut } from "../api/identity";
+import type { Role, Scope, TokenOut } from "../api/types";
 
 export const ALL_SCOPES: Scope[] = ["evaluations:read", "evaluations:write", "evaluations:cancel", "admin"];
 

@@ -1,5 +1,5 @@
 import { useEffect, useState, type FormEvent } from "react";
-import type { AuthConfig } from "../api/identity";
+import type { AuthConfig } from "../api/types";
 import { devSignIn, getAuthConfig, signIn, ssoLoginUrl, useSession } from "../auth/session";
 import { navigate, useLocation, useTitle } from "../router";
 import { ErrorBox, Field } from "../components/common";

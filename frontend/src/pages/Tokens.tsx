@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { api } from "../api/client";
-import type { TokenCreatedOut, TokenIn, TokenListOut } from "../api/identity";
+import type { TokenCreatedOut, TokenIn, TokenListOut } from "../api/types";
 import { useSession } from "../auth/session";
 import { ErrorBox, Loading, useAsync } from "../components/common";
 import { CreateTokenForm, TokenTable } from "../components/tokens";

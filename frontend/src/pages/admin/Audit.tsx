@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { api, query } from "../../api/client";
-import type { AuditEntryOut, AuditListOut } from "../../api/identity";
+import type { AuditEntryOut, AuditListOut } from "../../api/types";
 import { Empty, ErrorBox, Field, Loading, useAsync } from "../../components/common";
 import { formatTime } from "../../lib/format";
 import { AUDIT_ACTIONS, auditActionText } from "../../lib/identity";
@@ -40,7 +40,7 @@ export default function AuditPage() {
     setMoreError(null);
     try {
       const page = await api<AuditListOut>(`/api/v1/audit${query({ action, limit: PAGE, cursor: next })}`);
-      setMore({ key: action, entries: [...(extra?.entries ?? []), ...page.entries], next: page.next_cursor });
+      setMore({ key: action, entries: [...(extra?.entries ?? []), ...page.entries], next: page.next_cursor ?? null });
     } catch (e) {
       setMoreError(e);
     } finally {

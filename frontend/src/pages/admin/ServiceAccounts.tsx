@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../../api/client";
-import type { MemberOut, Role, ServiceAccountListOut, TokenCreatedOut, TokenIn, TokenListOut } from "../../api/identity";
+import type { MemberOut, Role, ServiceAccountListOut, TokenCreatedOut, TokenIn, TokenListOut } from "../../api/types";
 import { Empty, ErrorBox, Field, Loading, useAsync } from "../../components/common";
 import { CreateTokenForm, TokenTable } from "../../components/tokens";
 import { formatTime } from "../../lib/format";

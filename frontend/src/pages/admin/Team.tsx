@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { api, ApiError } from "../../api/client";
-import type { MemberListOut, MemberOut, Role } from "../../api/identity";
+import type { MemberListOut, MemberOut, Role } from "../../api/types";
 import { refreshIdentity, useSession } from "../../auth/session";
 import { Empty, ErrorBox, Loading, useAsync } from "../../components/common";
 import { formatTime } from "../../lib/format";
