@@ -119,6 +119,7 @@ try {
   ).json();
   const id = await jwtVerify(tok.id_token, keySet, { issuer, audience: "airlock" });
   ok(id.payload.sub === "alice" && id.payload.nonce === "n1", "ID token sub and nonce");
+  ok(id.payload.preferred_username === "alice", "ID token preferred_username");
   ok(id.payload.email === "alice@example.com" && id.payload.airlock_role === "admin", "ID token email and role");
   ok(JSON.stringify(id.payload.groups) === '["alpha"]', "ID token groups");
   const me = await (await fetch(disc.userinfo_endpoint, { headers: { Authorization: `Bearer ${tok.access_token}` } })).json();

@@ -73,7 +73,7 @@ async function keys(jwksFile) {
 /** Claims of a user: those in IDP_USERS (any other login has none but its name). */
 function userClaims(users, login) {
   const extra = Object.hasOwn(users, login) ? users[login] : {};
-  const claims = { sub: login, name: extra.name ?? login, ...extra };
+  const claims = { sub: login, preferred_username: login, name: extra.name ?? login, ...extra };
   if (claims.email !== undefined && claims.email_verified === undefined) claims.email_verified = true;
   return claims;
 }
@@ -105,7 +105,7 @@ function configuration({ users, audience, jwks }) {
     cookies: { keys: ["airlock-test-idp-cookie-key"] },
     claims: {
       openid: ["sub"],
-      profile: ["name", "groups", "airlock_role"],
+      profile: ["preferred_username", "name", "groups", "airlock_role"],
       email: ["email", "email_verified"],
     },
     // ID tokens carry the profile and email claims in the code flow too, not only userinfo.
