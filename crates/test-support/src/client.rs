@@ -229,6 +229,16 @@ impl Api {
                         .expect("header"),
                 );
             }
+            SocketAuth::Cookie { cookie, origin } => {
+                headers.insert("cookie", cookie.parse().expect("header"));
+                headers.insert(
+                    "sec-websocket-protocol",
+                    "airlock.v1".parse().expect("header"),
+                );
+                if let Some(origin) = origin {
+                    headers.insert("origin", origin.parse().expect("header"));
+                }
+            }
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((socket, response)) => Ok(Stream {
@@ -248,12 +258,17 @@ impl Api {
 }
 
 /// How a WebSocket upgrade carries the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketAuth {
     /// `Authorization: Bearer` (programs).
     Header,
-    /// The subprotocol `bearer.<token>` beside `airlock.v1` (browsers).
+    /// The subprotocol `bearer.<token>` beside `airlock.v1` (browsers holding a token).
     Subprotocol,
+    /// A browser session: the `Cookie` header, and the `Origin` a browser would send.
+    Cookie {
+        cookie: String,
+        origin: Option<String>,
+    },
 }
 
 pub struct Stream {

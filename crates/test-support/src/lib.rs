@@ -4,6 +4,7 @@
 //! running on a fake Kubernetes cluster ([`kubernetes`]).
 
 pub mod client;
+pub mod idp;
 pub mod infra;
 pub mod kubernetes;
 pub mod proxy;

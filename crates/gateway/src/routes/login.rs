@@ -148,8 +148,12 @@ pub async fn callback(
     let address = auth::source_address(&parts, state.config.identity.trust_forwarded_for);
     let secure = state.config.identity.cookie_secure;
     let clear_binding = set_cookie(LOGIN_COOKIE, "", "/auth", 0, secure);
-    let fail =
-        |code: &'static str| redirect(&format!("/sign-in?error={code}"), &[clear_binding.clone()]);
+    let fail = |code: &'static str| {
+        redirect(
+            &format!("/sign-in?error={code}"),
+            std::slice::from_ref(&clear_binding),
+        )
+    };
     match finish_login(&state, &query, &parts.headers).await {
         Ok((principal, return_to)) => {
             match start_session(&state, &parts.headers, &principal, address, "oidc").await {
