@@ -3,6 +3,9 @@
 # bubblewrap where absent, builds the services and the web UI, applies migrations, starts
 # the gateway (serving the web UI), orchestrator and result-processor, and prints the
 # URL and an admin token.
+#   AIRLOCK_DEV_LOGIN=true scripts/run.sh     also offers the development sign-in form
+#   AIRLOCK_OIDC_ISSUER=… AIRLOCK_OIDC_CLIENT_ID=… AIRLOCK_OIDC_CLIENT_SECRET=… scripts/run.sh
+#                                              signs in through an OpenID Connect provider
 # Stop with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,8 @@ cd "$(dirname "$0")/.."
 export AIRLOCK_DATABASE_URL=${AIRLOCK_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/airlock}
 export AIRLOCK_AMQP_URL=${AIRLOCK_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export AIRLOCK_SANDBOX_DIR=${AIRLOCK_SANDBOX_DIR:-$PWD/.airlock/sandboxes}
+# Served over plain http on this machine: session cookies cannot be Secure here.
+export AIRLOCK_COOKIE_SECURE=${AIRLOCK_COOKIE_SECURE:-false}
 gateway_addr=${AIRLOCK_GATEWAY_ADDR:-127.0.0.1:8080}
 logs=$PWD/.airlock/logs
 mkdir -p "$logs"
@@ -49,7 +54,7 @@ token=$("$bin/airlock-gateway" admin create-token --user admin --team default --
 cat <<MSG
 
 Airlock is running.
-  Web UI: http://$gateway_addr/  (sign in with the token below)
+  Web UI: http://$gateway_addr/  (sign in with the token below$([ "${AIRLOCK_DEV_LOGIN:-false}" = true ] && echo ", or with the development sign-in"))
   API:    http://$gateway_addr/api/v1  (OpenAPI: http://$gateway_addr/api/v1/openapi.json)
   Token:  $token
   Logs:   $logs
