@@ -69,8 +69,9 @@ function TokenSignIn({ onDone, primary }: { onDone: () => void; primary: boolean
   };
 
   return (
-    <form onSubmit={submit} className="card" aria-labelledby="token-title">
-      <h2 id="token-title">{primary ? "Sign in" : "Or use an API token"}</h2>
+    // No accessible name on the form: "API token" names its one field.
+    <form onSubmit={submit} className="card">
+      <h2>{primary ? "Sign in" : "Or use an API token"}</h2>
       <p className="muted">Paste an API token. It is kept for this browser session only.</p>
       <label htmlFor="token">API token</label>
       <input
