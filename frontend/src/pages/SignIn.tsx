@@ -2,7 +2,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import type { AuthConfig } from "../api/types";
 import { devSignIn, getAuthConfig, signIn, ssoLoginUrl, useSession } from "../auth/session";
 import { navigate, useLocation, useTitle } from "../router";
-import { ErrorBox, Field } from "../components/common";
+import { ErrorBox, Field, Loading } from "../components/common";
 import { ROLES, signInErrorText } from "../lib/identity";
 
 export function SignInPage({ next }: { next: string }) {
@@ -44,7 +44,8 @@ export function SignInPage({ next }: { next: string }) {
         </section>
       )}
       {config?.dev_login && <DevSignIn onDone={done} />}
-      <TokenSignIn onDone={done} primary={!config?.oidc} />
+      {/* Once the ways in are known, so that focus goes to the right one. */}
+      {config ? <TokenSignIn onDone={done} primary={!config.oidc} /> : <Loading what="Loading the ways to sign in" />}
     </main>
   );
 }

@@ -88,7 +88,8 @@ describe("the editor", () => {
     await shot(page, "04-run");
     await page.getByRole("checkbox", { name: /stdout/ }).uncheck();
     await page.getByText("a warning line").first().waitFor();
-    expect(await page.getByText("hello from easy epoch").count()).toBe(0);
+    // The stderr line was already shown: wait for the filter to hide stdout.
+    await until("stdout lines hidden", async () => (await page.getByText("hello from easy epoch").count()) === 0);
     await page.getByRole("checkbox", { name: /stdout/ }).check();
     await page.getByLabel("Search").fill("HELLO FROM");
     await page.getByTestId("log-count").getByText(/^1 of \d+ lines$/).waitFor();
