@@ -38,6 +38,8 @@ export async function setup(project: TestProject) {
       AIRLOCK_OIDC_CLIENT_ID: "airlock",
       AIRLOCK_OIDC_CLIENT_SECRET: "airlock-secret",
       AIRLOCK_COOKIE_SECURE: "false",
+      // The gateway binds a loopback address, where the development sign-in is allowed.
+      AIRLOCK_DEV_LOGIN: "true",
     },
   });
   stops.unshift(stack.stop);

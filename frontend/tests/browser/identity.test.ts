@@ -75,6 +75,46 @@ describe("single sign-on", () => {
   });
 });
 
+describe("sessions", () => {
+  it("sends the page to sign in, saying why, when its session is ended elsewhere", async () => {
+    const page = await ssoSignedIn(browser, "alice", "/system");
+    await page.getByRole("heading", { name: "System" }).waitFor();
+    // Another tab signs out: the cookie's session is deleted at the gateway.
+    const jar = `airlock_session=${(await sessionCookie(page))!.value}`;
+    const me = await meWith({ cookie: jar });
+    const out = await fetch(stack().url + "/auth/logout", {
+      method: "POST",
+      headers: { Cookie: jar, "X-CSRF-Token": String(me.json!.csrf_token) },
+    });
+    expect(out.status).toBe(204);
+    // The next request of this page is refused, and the page says so.
+    await mainNav(page).getByText("API tokens").click();
+    await page.getByTestId("sign-in-error").getByText("Your session has ended").waitFor();
+    await page.getByRole("link", { name: "Sign in with single sign-on" }).waitFor();
+    await page.context().close();
+  });
+
+  it("signs in with the development sign-in where the gateway allows it", async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(stack().url + "/tokens");
+    await page.getByRole("heading", { name: "Development sign-in" }).waitFor();
+    await page.getByLabel("User").fill("carol");
+    await page.getByLabel("Team").fill("beta");
+    await page.getByLabel("Role").selectOption("researcher");
+    await page.getByRole("button", { name: "Enter as this user" }).click();
+    await page.getByRole("heading", { name: "API tokens" }).waitFor();
+    expect(await page.getByTestId("identity").textContent()).toMatch(/carol.*team beta.*researcher/);
+    // A researcher may give her tokens the evaluation scopes, not admin.
+    expect(await page.getByRole("checkbox").count()).toBe(3);
+    // Unsafe requests of this cookie session carry the CSRF token: creating a token works.
+    await page.getByLabel("Name", { exact: true }).fill("dev");
+    await page.getByRole("button", { name: "Create token" }).click();
+    await page.getByTestId("secret-once").waitFor();
+    await ctx.close();
+  });
+});
+
 describe("API tokens", () => {
   it("creates a token shown once, which works from a program until it is revoked", async () => {
     const page = await ssoSignedIn(browser, "alice", "/");
