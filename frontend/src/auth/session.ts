@@ -6,7 +6,7 @@
 // Callers ask for the token (null for a cookie session) and the CSRF token, nothing more.
 import { useSyncExternalStore } from "react";
 import type { AuthConfig, MeOut as Me } from "../api/types";
-import { api } from "../api/client";
+import { api, ApiError } from "../api/client";
 
 const KEY = "airlock.token";
 const ME_KEY = "airlock.me";
@@ -84,8 +84,10 @@ export function checkSession(): Promise<void> {
     try {
       const me = await api<Me>("/api/v1/me", { cookieOnly: true });
       set({ status: "signed_in", mode: "cookie", token: null, me, ended: null });
-    } catch {
-      set({ ...SIGNED_OUT, ended: state.ended });
+    } catch (e) {
+      // 401: no session. Anything else: the gateway could not say; the page says so.
+      const unknown = !(e instanceof ApiError && e.status === 401);
+      set({ ...SIGNED_OUT, ended: unknown ? "check_failed" : state.ended });
     } finally {
       checking = null;
     }

@@ -78,6 +78,8 @@ export function signInErrorText(code: string): string {
       return "The identity provider did not let you in (or the sign-in was cancelled).";
     case "session_ended":
       return "Your session has ended. Please sign in again.";
+    case "check_failed":
+      return "Could not check whether you are signed in: the server did not answer. Reload the page to try again.";
     default:
       return `The sign-in did not succeed (${code}). Please try again.`;
   }

@@ -93,6 +93,13 @@ describe("a cookie session", () => {
     expect(session.getSession()).toMatchObject({ status: "signed_out", ended: null });
   });
 
+  it("is unknown, and said so, when the gateway cannot answer", async () => {
+    vi.stubGlobal("fetch", vi.fn(async () => json(503, { code: "unavailable", message: "down" })));
+    const { session } = await load();
+    await session.checkSession();
+    expect(session.getSession()).toMatchObject({ status: "signed_out", ended: "check_failed" });
+  });
+
   it("signs out through POST /auth/logout with the CSRF token", async () => {
     cookie = true;
     const { session } = await load();
