@@ -47,7 +47,7 @@ export function TokenTable({
                 <td>{scopeList(t.scopes)}</td>
                 <td>{formatTime(t.created_at)}</td>
                 <td>{t.expires_at ? formatTime(t.expires_at) : "never"}</td>
-                <td>{t.last_used_at ? formatTime(t.last_used_at) : "never"}</td>
+                <td data-testid="token-last-used">{t.last_used_at ? formatTime(t.last_used_at) : "never"}</td>
                 <td data-testid="token-state">
                   {state === "revoked" ? `revoked ${formatTime(t.revoked_at)}` : state}
                 </td>

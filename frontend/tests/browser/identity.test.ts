@@ -145,6 +145,11 @@ describe("API tokens", () => {
     const row = page.getByTestId(`token-${name}`);
     await row.getByText(secret.slice(0, 8)).waitFor();
     expect(await row.textContent()).toContain("evaluations:read, evaluations:write");
+    // After a reload the list shows when the program used it.
+    await page.reload();
+    await row.waitFor();
+    expect(await row.getByTestId("token-last-used").textContent()).not.toBe("never");
+    expect(await row.getByTestId("token-state").textContent()).toBe("active");
 
     await row.getByRole("button", { name: "Revoke" }).click();
     await row.getByRole("button", { name: "Revoke token" }).click();
