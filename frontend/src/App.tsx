@@ -94,7 +94,7 @@ export function App() {
           Airlock
         </Link>
         <nav aria-label="Main">
-          {navEntries(session.me?.role).map((n) => (
+          {navEntries(session.me).map((n) => (
             <Link key={n.href} href={n.href} aria-current={isActive(n.href, pathname) ? "page" : undefined}>
               {n.label}
             </Link>

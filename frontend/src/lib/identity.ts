@@ -115,8 +115,14 @@ export function identityErrorText(code: string, fallback: string): string {
   }
 }
 
+/** Whether the admin pages may work: role admin, and (when known) the admin scope on this credential. */
+export function isAdmin(me: { role: string; scopes?: string[] } | null | undefined): boolean {
+  if (!me || me.role !== "admin") return false;
+  return !Array.isArray(me.scopes) || me.scopes.includes("admin");
+}
+
 /** Main navigation: everyone's entries, then the admin's (the API enforces, this only hides). */
-export function navEntries(role: string | undefined): { href: string; label: string }[] {
+export function navEntries(me: { role: string; scopes?: string[] } | null | undefined): { href: string; label: string }[] {
   const all = [
     { href: "/", label: "Evaluations" },
     { href: "/evaluations/new", label: "New evaluation" },
@@ -124,7 +130,7 @@ export function navEntries(role: string | undefined): { href: string; label: str
     { href: "/system", label: "System" },
     { href: "/tokens", label: "API tokens" },
   ];
-  if (role !== "admin") return all;
+  if (!isAdmin(me)) return all;
   return [
     ...all,
     { href: "/admin/team", label: "Team" },

@@ -73,13 +73,17 @@ describe("words", () => {
 
 describe("navigation", () => {
   it("shows the admin pages to admins only", () => {
-    const admin = navEntries("admin").map((n) => n.label);
-    const viewer = navEntries("viewer").map((n) => n.label);
+    const admin = navEntries({ role: "admin", scopes: ["evaluations:read", "admin"] }).map((n) => n.label);
+    const viewer = navEntries({ role: "viewer", scopes: ["evaluations:read"] }).map((n) => n.label);
     expect(admin).toEqual(expect.arrayContaining(["API tokens", "Team", "Service accounts", "Audit log"]));
     expect(viewer).toContain("API tokens");
     expect(viewer).not.toContain("Team");
     expect(viewer).not.toContain("Audit log");
     expect(navEntries(undefined).map((n) => n.label)).not.toContain("Team");
+  });
+  it("hides them from an admin whose token lacks the admin scope", () => {
+    expect(navEntries({ role: "admin", scopes: ["evaluations:read"] }).map((n) => n.label)).not.toContain("Audit log");
+    expect(navEntries({ role: "admin" }).map((n) => n.label)).toContain("Audit log");
   });
 });
 
