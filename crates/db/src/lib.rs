@@ -53,10 +53,22 @@ impl Db {
         &self.pool
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations; fails if the database holds one this build does not
+    /// know (the `migrate` command: a newer schema must not be touched by an older build).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies pending migrations at a service's start, accepting migrations newer than
+    /// this build: migrations only add, so a build rolled back to its predecessor still
+    /// runs against the schema its successor left.
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate_for_serving(&self) -> Result<()> {
+        let mut migrator = sqlx::migrate!("../../migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

@@ -116,8 +116,8 @@ pub struct IdentityConfig {
     /// only; refused unless the gateway listens on a loopback address).
     #[arg(long, env = "AIRLOCK_DEV_LOGIN", default_value_t = false, action = clap::ArgAction::Set)]
     pub dev_login: bool,
-    /// Take the client address from the first `X-Forwarded-For` entry (behind a proxy
-    /// that sets it).
+    /// Take the client address from the last `X-Forwarded-For` entry (behind one proxy
+    /// that appends it).
     #[arg(long, env = "AIRLOCK_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
     /// Failed sign-ins and bad credentials one address may send per minute before 429.

@@ -54,12 +54,6 @@ pub struct AppState {
     shutdown: CancellationToken,
 }
 
-/// Makes ring the process's TLS crypto provider (the HTTP client talking to the identity
-/// provider needs one). Calling it again does nothing.
-pub fn install_crypto_provider() {
-    drop(rustls::crypto::ring::default_provider().install_default());
-}
-
 /// A gateway ready to run.
 pub struct Gateway {
     listener: TcpListener,
@@ -96,7 +90,7 @@ impl Gateway {
             config.common.database_url.expose(),
             config.common.db_max_connections,
         )?;
-        db.migrate().await?;
+        db.migrate_for_serving().await?;
         let readiness = Readiness::new(&["postgres", "rabbitmq"]);
         let hub = hub::Hub::new(4096);
         let (publisher_tx, publisher_rx) = watch::channel(None);

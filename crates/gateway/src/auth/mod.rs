@@ -13,6 +13,7 @@
 //! (429 past the limit) and recorded in the audit log.
 
 pub mod claims;
+mod http;
 pub mod jwt;
 pub mod oidc;
 pub mod session;
@@ -118,17 +119,20 @@ impl Caller {
     }
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` entry when trusted.
+/// The client's address: the peer, or (when trusted) the last `X-Forwarded-For` entry —
+/// the one the proxy in front of us added; earlier entries are the client's own claims.
 pub fn source_address(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
     if trust_forwarded_for
-        && let Some(first) = parts
+        && let Some(last) = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
             .and_then(|v| v.trim().parse().ok())
     {
-        return Some(first);
+        return Some(last);
     }
     parts
         .extensions

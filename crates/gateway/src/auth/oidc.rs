@@ -11,8 +11,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
 use tokio::sync::{Mutex, RwLock};
 
+use super::http::HttpClient;
 use super::jwt::{self, JwtError};
 use crate::config::IdentityConfig;
 
@@ -54,7 +56,7 @@ pub struct Oidc {
     client_secret: airlock_service::Secret,
     audience: String,
     scopes: String,
-    http: reqwest::Client,
+    http: HttpClient,
     metadata: RwLock<Option<Cached<Metadata>>>,
     keys: RwLock<Option<Cached<JwkSet>>>,
     key_refresh: Mutex<Option<Instant>>,
@@ -85,11 +87,7 @@ impl Oidc {
         let Some(issuer) = config.oidc_issuer.clone() else {
             return Ok(None);
         };
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = HttpClient::new()?;
         Ok(Some(Self {
             issuer: issuer.trim_end_matches('/').to_owned(),
             client_id: config.oidc_client_id.clone(),
@@ -107,18 +105,15 @@ impl Oidc {
         let response = self
             .http
             .get(url)
-            .send()
             .await
             .map_err(|e| OidcError::Provider(format!("GET {url}: {e}")))?;
-        if !response.status().is_success() {
+        if !(200..300).contains(&response.status) {
             return Err(OidcError::Provider(format!(
                 "GET {url}: HTTP {}",
-                response.status()
+                response.status
             )));
         }
-        response
-            .json()
-            .await
+        serde_json::from_slice(&response.body)
             .map_err(|e| OidcError::Provider(format!("GET {url}: {e}")))
     }
 
@@ -209,7 +204,7 @@ impl Oidc {
         let state = random_secret();
         let nonce = random_secret();
         let pkce_verifier = random_secret();
-        let mut url = reqwest::Url::parse(&metadata.authorization_endpoint)
+        let mut url = url::Url::parse(&metadata.authorization_endpoint)
             .map_err(|e| OidcError::Provider(format!("authorization_endpoint: {e}")))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
@@ -252,41 +247,35 @@ impl Oidc {
                 .token_endpoint_auth_methods_supported
                 .iter()
                 .any(|m| m == "client_secret_basic");
-        let request = self.http.post(&metadata.token_endpoint);
-        let request = if basic {
+        let response = if basic {
             // RFC 6749 2.3.1: both parts form-urlencoded before base64.
             let credentials = format!(
                 "{}:{}",
                 form_urlencode(&self.client_id),
                 form_urlencode(self.client_secret.expose())
             );
-            request
-                .header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("Basic {}", STANDARD.encode(credentials)),
-                )
-                .form(&form)
+            let authorization = format!("Basic {}", STANDARD.encode(credentials));
+            self.http
+                .post_form(&metadata.token_endpoint, Some(&authorization), &form)
+                .await
         } else {
             let mut with_secret = form.to_vec();
             with_secret.push(("client_id", &self.client_id));
             with_secret.push(("client_secret", self.client_secret.expose()));
-            request.form(&with_secret)
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| OidcError::Provider(format!("token endpoint: {e}")))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            self.http
+                .post_form(&metadata.token_endpoint, None, &with_secret)
+                .await
+        }
+        .map_err(|e| OidcError::Provider(format!("token endpoint: {e}")))?;
+        if !(200..300).contains(&response.status) {
+            let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
             let error = body.get("error").and_then(Value::as_str).unwrap_or("");
             return Err(OidcError::Provider(format!(
-                "token endpoint: HTTP {status} {error}"
+                "token endpoint: HTTP {} {error}",
+                response.status
             )));
         }
-        let tokens: TokenResponse = response
-            .json()
-            .await
+        let tokens: TokenResponse = serde_json::from_slice(&response.body)
             .map_err(|e| OidcError::Provider(format!("token endpoint: {e}")))?;
         let claims = self.verify(&tokens.id_token, &self.client_id).await?;
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
@@ -304,10 +293,7 @@ impl Oidc {
 }
 
 fn form_urlencode(text: &str) -> String {
-    reqwest::Url::parse_with_params("x:", [("v", text)])
-        .ok()
-        .and_then(|url| url.query().map(|q| q.trim_start_matches("v=").to_owned()))
-        .unwrap_or_default()
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[cfg(test)]
