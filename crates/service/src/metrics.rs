@@ -167,3 +167,28 @@ fn resident_bytes() -> i64 {
         .unwrap_or(0);
     pages * 4096
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_read_at_every_scrape() {
+        let in_use = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(3));
+        let reading = in_use.clone();
+        observe_db_pool(move || PoolSample {
+            in_use: reading.load(std::sync::atomic::Ordering::SeqCst),
+            idle: 2,
+            max: 10,
+        });
+        let text = render_metrics();
+        assert!(
+            text.contains("airlock_db_pool_connections{state=\"in_use\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("airlock_db_pool_connections{state=\"idle\"} 2"));
+        assert!(text.contains("airlock_db_pool_max_connections 10"));
+        in_use.store(7, std::sync::atomic::Ordering::SeqCst);
+        assert!(render_metrics().contains("airlock_db_pool_connections{state=\"in_use\"} 7"));
+    }
+}
