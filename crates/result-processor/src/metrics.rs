@@ -47,7 +47,7 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
         .ok()?,
         batch_seconds: prometheus::register_histogram!(
             "airlock_ingest_batch_duration_seconds",
-            "Time to apply and commit one batch.",
+            "Time to apply and commit one batch of reports and publish its updates.",
             vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
         )
         .ok()?,
