@@ -243,6 +243,42 @@ where
     }
 }
 
+/// The Helm chart's alerts and dashboard query only metrics the document lists.
+#[test]
+fn the_charts_alerts_and_dashboard_use_documented_metrics() {
+    let listed: BTreeSet<String> = documented_metrics().into_iter().map(|m| m.name).collect();
+    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/airlock/files");
+    let mut used = BTreeSet::new();
+    for entry in std::fs::read_dir(&files)
+        .expect("the chart's files")
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for (start, _) in text.match_indices("airlock_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            used.insert(name);
+        }
+    }
+    assert!(!used.is_empty(), "metrics used in {}", files.display());
+    let unknown: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| listed.contains(*base));
+            !listed.contains(base.unwrap_or(name))
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the chart uses metrics docs/metrics.md does not list: {unknown:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_metric_has_data_in_prometheus_after_an_evaluation() {
     assert!(
