@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what Airlock needs on this machine is installed and running:
-# PostgreSQL, RabbitMQ, bubblewrap (the local sandbox) and docker-compose (to validate
-# the compose file). Installs missing Debian/Ubuntu packages, starts stopped services,
+# PostgreSQL, RabbitMQ, bubblewrap (the local sandbox), docker-compose (to validate
+# the compose file) and Prometheus (the metrics test scrapes the services with it). Installs missing Debian/Ubuntu packages, starts stopped services,
 # and waits until each accepts connections. Safe to run again.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
 command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
@@ -76,4 +77,4 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 wait_port 5672 RabbitMQ
-log "PostgreSQL, RabbitMQ and bubblewrap are ready"
+log "PostgreSQL, RabbitMQ, bubblewrap and Prometheus are ready"

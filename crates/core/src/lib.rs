@@ -1,6 +1,7 @@
 //! Airlock's vocabulary: typed ids, the evaluation spec and its validation, the run state
 //! machine, the event stream a sandbox writes, the versioned wire messages services
-//! exchange through RabbitMQ, score aggregation and the table of error codes.
+//! exchange through RabbitMQ, score aggregation, the table of error codes and the W3C
+//! trace context passed along with the work.
 //!
 //! This crate does no I/O and knows no framework; every service depends on it.
 
@@ -12,9 +13,11 @@ pub mod messages;
 pub mod score;
 pub mod spec;
 pub mod state;
+pub mod trace;
 
 pub use access::{Role, Scope, Scopes};
 pub use error::ErrorCode;
 pub use ids::{EvaluationId, RunId, TeamId, UserId};
 pub use spec::EvalSpec;
 pub use state::{EvaluationStatus, RunState};
+pub use trace::TraceContext;

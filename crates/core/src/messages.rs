@@ -113,6 +113,13 @@ impl RunReport {
             Self::StatusV1(s) => s.run_id,
         }
     }
+
+    pub fn evaluation_id(&self) -> EvaluationId {
+        match self {
+            Self::EventsV1(e) => e.evaluation_id,
+            Self::StatusV1(s) => s.evaluation_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

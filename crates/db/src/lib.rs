@@ -84,8 +84,27 @@ impl Db {
         Ok(listener)
     }
 
-    /// Connections in use and idle, for metrics.
-    pub fn pool_usage(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
+    /// The pool's connections, for metrics.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle())
+            .unwrap_or(open)
+            .min(open);
+        PoolUsage {
+            in_use: open - idle,
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
     }
+}
+
+/// A snapshot of the connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Open connections lent out.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }

@@ -1,6 +1,7 @@
 //! The transactional outbox: messages written in the same transaction as the rows they
 //! describe, published by the relay, deleted only after the broker confirmed them.
 
+use airlock_core::TraceContext;
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
@@ -17,6 +18,8 @@ pub struct OutboxMessage {
     pub routing_key: String,
     pub priority: i16,
     pub payload: Value,
+    /// The trace the message belongs to (its `traceparent` header).
+    pub trace: Option<TraceContext>,
 }
 
 impl OutboxMessage {
@@ -28,6 +31,15 @@ impl OutboxMessage {
             routing_key: routing_key.to_owned(),
             priority,
             payload,
+            trace: None,
+        }
+    }
+
+    /// The same message as part of `trace`.
+    pub fn with_trace(self, trace: TraceContext) -> Self {
+        Self {
+            trace: Some(trace),
+            ..self
         }
     }
 }
@@ -42,19 +54,26 @@ pub(crate) async fn insert(
         let keys: Vec<&str> = chunk.iter().map(|m| m.routing_key.as_str()).collect();
         let priorities: Vec<i16> = chunk.iter().map(|m| m.priority).collect();
         let payloads: Vec<&Value> = chunk.iter().map(|m| &m.payload).collect();
+        let traces: Vec<Option<String>> = chunk
+            .iter()
+            .map(|m| m.trace.map(|t| t.to_string()))
+            .collect();
         sqlx::query(
-            "INSERT INTO outbox (exchange, routing_key, priority, payload)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::jsonb[])",
+            "INSERT INTO outbox (exchange, routing_key, priority, payload, traceparent)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::jsonb[], $5::text[])",
         )
         .bind(&exchanges)
         .bind(&keys)
         .bind(&priorities)
         .bind(&payloads)
+        .bind(&traces)
         .execute(&mut **tx)
         .await?;
     }
     Ok(())
 }
+
+type OutboxRow = (i64, String, String, i16, Value, Option<String>);
 
 /// A batch claimed by one relay; other relays skip it until the transaction ends.
 pub struct OutboxBatch {
@@ -80,8 +99,8 @@ impl Db {
     /// Claims up to `limit` of the oldest messages (FOR UPDATE SKIP LOCKED).
     pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch> {
         let mut tx = self.pool().begin().await?;
-        let rows: Vec<(i64, String, String, i16, Value)> = sqlx::query_as(
-            "SELECT id, exchange, routing_key, priority, payload FROM outbox
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, exchange, routing_key, priority, payload, traceparent FROM outbox
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(limit)
@@ -90,12 +109,14 @@ impl Db {
         let messages = rows
             .into_iter()
             .map(
-                |(id, exchange, routing_key, priority, payload)| OutboxMessage {
+                |(id, exchange, routing_key, priority, payload, traceparent)| OutboxMessage {
                     id,
                     exchange,
                     routing_key,
                     priority,
                     payload,
+                    // A value that does not parse (written by hand) just loses its trace.
+                    trace: traceparent.and_then(|t| TraceContext::parse(&t).ok()),
                 },
             )
             .collect();

@@ -25,11 +25,47 @@ pub struct Applied {
     /// One update per evaluation touched, to publish after commit.
     pub updates: Vec<EvaluationUpdate>,
     /// Transitions the state machine refused, for the log.
-    pub rejected: Vec<String>,
+    pub rejected: Vec<Rejection>,
+    /// Runs that started running for the first time.
+    pub started: Vec<RunTiming>,
+    /// Runs that reached a final state.
+    pub finished: Vec<RunTiming>,
     /// Events stored (duplicates excluded).
     pub events_stored: usize,
     /// Events ignored as already stored.
     pub duplicates: usize,
+}
+
+/// A report the batch refused, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub reason: String,
+}
+
+/// A run's milestone in this batch and how long it took to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTiming {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    /// The state the run is in now.
+    pub state: RunState,
+    /// For `started`: from the run's creation to its start (time in the queue). For
+    /// `finished`: from its start to its end, or from its creation when it never
+    /// started (cancelled in the queue, refused).
+    pub seconds: f64,
+}
+
+impl RunTiming {
+    fn between(run: &RunSnapshot, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self {
+            run_id: run.id,
+            evaluation_id: run.evaluation_id,
+            state: run.state,
+            seconds: ((to - from).num_microseconds().unwrap_or(0) as f64 / 1e6).max(0.0),
+        }
+    }
 }
 
 struct RunWork {
@@ -77,9 +113,13 @@ impl Db {
 
         for (run_id, reports) in &by_run {
             let Some(work) = runs.get_mut(run_id) else {
-                applied
-                    .rejected
-                    .push(format!("run {run_id} does not exist"));
+                if let Some(report) = reports.first() {
+                    applied.rejected.push(Rejection {
+                        run_id: *run_id,
+                        evaluation_id: report.evaluation_id(),
+                        reason: format!("run {run_id} does not exist"),
+                    });
+                }
                 continue;
             };
             let eval = evaluations.entry(work.snapshot.evaluation_id).or_default();
@@ -118,8 +158,23 @@ impl Db {
                     }
                     RunReport::StatusV1(change) => match apply_status(&mut work.snapshot, change) {
                         StatusOutcome::Unchanged => {}
-                        StatusOutcome::Rejected(why) => applied.rejected.push(why),
-                        StatusOutcome::Changed { from } => {
+                        StatusOutcome::Rejected(reason) => applied.rejected.push(Rejection {
+                            run_id: *run_id,
+                            evaluation_id: work.snapshot.evaluation_id,
+                            reason,
+                        }),
+                        StatusOutcome::Changed { from, started } => {
+                            let run = &work.snapshot;
+                            if let (true, Some(at)) = (started, run.started_at) {
+                                applied
+                                    .started
+                                    .push(RunTiming::between(run, run.created_at, at));
+                            }
+                            if let (true, Some(at)) = (change.state.is_terminal(), run.finished_at)
+                            {
+                                let from = run.started_at.unwrap_or(run.created_at);
+                                applied.finished.push(RunTiming::between(run, from, at));
+                            }
                             *eval.deltas.entry(from.as_str()).or_default() -= 1;
                             *eval.deltas.entry(change.state.as_str()).or_default() += 1;
                             work.snapshot.seq += 1;
@@ -208,6 +263,8 @@ impl Db {
             let part = self.apply_reports(chunk).await?;
             applied.updates.extend(part.updates);
             applied.rejected.extend(part.rejected);
+            applied.started.extend(part.started);
+            applied.finished.extend(part.finished);
         }
         Ok(applied)
     }
@@ -216,7 +273,11 @@ impl Db {
 enum StatusOutcome {
     Unchanged,
     Rejected(String),
-    Changed { from: RunState },
+    /// `started`: the run started running for the first time.
+    Changed {
+        from: RunState,
+        started: bool,
+    },
 }
 
 fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcome {
@@ -244,7 +305,10 @@ fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcom
         if change.state.is_terminal() {
             run.finished_at = Some(change.at);
         }
-        return StatusOutcome::Changed { from };
+        return StatusOutcome::Changed {
+            from,
+            started: false,
+        };
     }
     if run.state == change.state
         && (run.state != RunState::Scheduling || run.reason == change.reason)
@@ -260,13 +324,14 @@ fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcom
     if change.exit_code.is_some() {
         run.exit_code = change.exit_code;
     }
-    if change.state == RunState::Running && run.started_at.is_none() {
+    let started = change.state == RunState::Running && run.started_at.is_none();
+    if started {
         run.started_at = Some(change.at);
     }
     if change.state.is_terminal() {
         run.finished_at = Some(change.at);
     }
-    StatusOutcome::Changed { from }
+    StatusOutcome::Changed { from, started }
 }
 
 async fn lock_runs(

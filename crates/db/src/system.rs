@@ -1,7 +1,7 @@
 //! What the platform can run and how busy it is: each orchestrator reports its capacity
 //! (and that it is alive); the gateway reads that with the counts of unfinished runs.
 
-use airlock_core::TeamId;
+use airlock_core::{RunState, TeamId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -42,6 +42,25 @@ struct OrchestratorRow {
 }
 
 impl Db {
+    /// How many runs are in each state, every state listed (zero when none is); one
+    /// grouped query over all runs, for the runs-by-state gauge.
+    pub async fn runs_by_state(&self) -> Result<Vec<(RunState, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM runs GROUP BY state")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(RunState::ALL
+            .iter()
+            .map(|state| {
+                let count = rows
+                    .iter()
+                    .find(|(name, _)| name == state.as_str())
+                    .map_or(0, |(_, count)| *count);
+                (*state, count)
+            })
+            .collect())
+    }
+
     /// Records that this orchestrator is alive with this capacity.
     pub async fn report_orchestrator(&self, status: &OrchestratorStatus) -> Result<()> {
         sqlx::query(

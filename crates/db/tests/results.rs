@@ -180,3 +180,58 @@ async fn the_state_machine_rejects_going_back_and_accepts_a_new_attempt() {
     assert_eq!(evaluation.counts.total(), 1);
     f.database.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_runs_start_and_end_are_timed_once_and_counted_by_state() {
+    let f = fixture().await;
+    let placed =
+        f.db.apply_reports(&[
+            status(&f, 1, RunState::Scheduling),
+            status(&f, 1, RunState::Starting),
+            status(&f, 1, RunState::Running),
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(placed.started.len(), 1, "{:?}", placed.started);
+    assert_eq!(
+        (placed.started[0].run_id, placed.started[0].state),
+        (f.run, RunState::Running)
+    );
+    assert!(placed.started[0].seconds >= 0.0);
+    assert!(placed.finished.is_empty());
+
+    let again =
+        f.db.apply_reports(&[status(&f, 1, RunState::Running)])
+            .await
+            .expect("repeat");
+    assert!(again.started.is_empty(), "a repeated state is not a start");
+
+    let done =
+        f.db.apply_reports(&[status(&f, 1, RunState::Succeeded)])
+            .await
+            .expect("finish");
+    assert_eq!(done.finished.len(), 1);
+    let finished = &done.finished[0];
+    assert_eq!(
+        (finished.run_id, finished.evaluation_id, finished.state),
+        (f.run, f.evaluation, RunState::Succeeded)
+    );
+    let late =
+        f.db.apply_reports(&[status(&f, 1, RunState::Failed)])
+            .await
+            .expect("late");
+    assert!(late.finished.is_empty(), "a run finishes once");
+    assert_eq!(
+        (late.rejected[0].run_id, late.rejected[0].evaluation_id),
+        (f.run, f.evaluation),
+        "a refused report names its run"
+    );
+
+    let counts = f.db.runs_by_state().await.expect("counts");
+    assert_eq!(counts.len(), RunState::ALL.len(), "every state is listed");
+    for (state, count) in counts {
+        let expected = i64::from(state == RunState::Succeeded);
+        assert_eq!(count, expected, "{state}");
+    }
+    f.database.drop_database().await;
+}

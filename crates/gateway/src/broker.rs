@@ -39,6 +39,8 @@ impl BrokerTask {
         topology::declare_all(&connection).await?;
         let (channel, queue) = topology::declare_updates_queue(&connection).await?;
         let mut updates = airlock_mq::consume_on(&channel, &queue, 256, "gateway-updates").await?;
+        // Counted under one label: the queue's name is the broker's and new each time.
+        airlock_mq::metrics::consuming("updates");
         self.publisher
             .send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
         self.readiness.set("rabbitmq", true);

@@ -16,6 +16,7 @@ mod metrics;
 pub mod openapi;
 mod rate_limit;
 mod relay;
+mod request_context;
 mod routes;
 mod static_files;
 pub mod tokens;
@@ -91,6 +92,7 @@ impl Gateway {
             config.common.db_max_connections,
         )?;
         db.migrate_for_serving().await?;
+        metrics::init(&db);
         let readiness = Readiness::new(&["postgres", "rabbitmq"]);
         let hub = hub::Hub::new(4096);
         let (publisher_tx, publisher_rx) = watch::channel(None);
@@ -134,6 +136,9 @@ impl Gateway {
             .merge(airlock_service::ops_router(readiness.clone()))
             .fallback_service(static_files::router(&config.static_dir))
             .layer(axum::middleware::from_fn(airlock_service::http_metrics))
+            .layer(axum::middleware::from_fn(request_context::middleware))
+            .layer(request_context::propagate_request_id())
+            .layer(request_context::set_request_id())
             .layer(CompressionLayer::new());
         let broker = broker::BrokerTask {
             url: config.common.amqp_url.expose().to_owned(),
@@ -182,6 +187,7 @@ impl Gateway {
             },
         );
         let broker = tokio::spawn(broker.run(tasks.clone()));
+        let gauges = tokio::spawn(metrics::refresh_outbox(db.clone(), tasks.clone()));
         let relay = tokio::spawn(relay::Relay { db, publisher }.run(tasks.clone()));
         tracing::info!(addr = %listener.local_addr()?, "gateway listening");
         airlock_service::serve(listener, router, shutdown.clone()).await?;
@@ -191,6 +197,7 @@ impl Gateway {
         airlock_service::drain("outbox relay", grace, relay).await;
         airlock_service::drain("broker connection", grace, broker).await;
         probe.abort();
+        gauges.abort();
         tracing::info!("gateway stopped");
         Ok(())
     }

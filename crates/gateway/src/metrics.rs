@@ -1,9 +1,16 @@
 //! Gateway metrics beyond HTTP: submissions, WebSocket sessions, the outbox, refused
-//! credentials and rate limiting.
+//! credentials, rate limiting and the database pool. Every metric is listed in
+//! docs/metrics.md.
 
 use airlock_db::Db;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 use std::sync::LazyLock;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the outbox gauges are read from PostgreSQL besides after each drain (the
+/// relay does not drain while RabbitMQ is unreachable, which is when they matter).
+const OUTBOX_REFRESH: Duration = Duration::from_secs(5);
 
 struct Metrics {
     evaluations: IntCounter,
@@ -62,6 +69,20 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
     })
 });
 
+/// Registers the gateway's metrics and reports `db`'s pool.
+pub fn init(db: &Db) {
+    LazyLock::force(&METRICS);
+    let db = db.clone();
+    airlock_service::observe_db_pool(move || {
+        let usage = db.pool_usage();
+        airlock_service::PoolSample {
+            in_use: usage.in_use,
+            idle: usage.idle,
+            max: usage.max,
+        }
+    });
+}
+
 pub fn auth_failure(method: &str) {
     if let Some(m) = METRICS.as_ref() {
         m.auth_failures.with_label_values(&[method]).inc();
@@ -103,5 +124,16 @@ pub async fn outbox_backlog(db: &Db) {
     if let (Some(m), Ok((count, age))) = (METRICS.as_ref(), db.outbox_backlog().await) {
         m.outbox_backlog.set(count);
         m.outbox_age.set(age);
+    }
+}
+
+/// Reads the outbox gauges every [`OUTBOX_REFRESH`] until `stop`.
+pub async fn refresh_outbox(db: Db, stop: CancellationToken) {
+    loop {
+        outbox_backlog(&db).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(OUTBOX_REFRESH) => {}
+        }
     }
 }

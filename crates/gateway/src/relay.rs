@@ -2,7 +2,8 @@
 //! broker's confirms, and only then deletes them. Woken by LISTEN/NOTIFY on every
 //! insert (no polling on the hot path); a slow timer covers notifications missed while
 //! the listener reconnects. Several gateway replicas may relay at once: claims use
-//! `FOR UPDATE SKIP LOCKED`.
+//! `FOR UPDATE SKIP LOCKED`. A row's trace context becomes its message's
+//! `traceparent` header.
 
 use airlock_db::Db;
 use airlock_db::outbox::OUTBOX_CHANNEL;
@@ -80,7 +81,13 @@ impl Relay {
                     serde_json::to_vec(&message.payload).map_err(airlock_mq::MqError::from)?;
                 let priority = u8::try_from(message.priority).unwrap_or(0);
                 let confirm = publisher
-                    .send(&message.exchange, &message.routing_key, &payload, priority)
+                    .send(
+                        &message.exchange,
+                        &message.routing_key,
+                        &payload,
+                        priority,
+                        message.trace.as_ref(),
+                    )
                     .await;
                 pending.push((message.id, confirm));
             }

@@ -10,7 +10,7 @@ pub mod topology;
 pub use backoff::Backoff;
 pub use lapin::message::Delivery;
 pub use lapin::{Channel, Connection, Consumer};
-pub use publisher::Publisher;
+pub use publisher::{Publisher, trace_context};
 pub use reconnect::reconnecting;
 
 use futures_util::StreamExt;
@@ -70,6 +70,7 @@ pub async fn consume(
     tag: &str,
 ) -> Result<Consumer> {
     let channel = connection.create_channel().await?;
+    metrics::consuming(queue);
     consume_on(&channel, queue, prefetch, tag).await
 }
 
@@ -147,9 +148,22 @@ pub mod metrics {
         .ok()
     });
 
+    /// What can happen to a message taken from a queue.
+    const CONSUMER_OUTCOMES: [&str; 4] = ["consumed", "acked", "nacked", "dead_lettered"];
+
     fn count(queue: &str, outcome: &str) {
         if let Some(counter) = MESSAGES.as_ref() {
             counter.with_label_values(&[queue, outcome]).inc();
+        }
+    }
+
+    /// Makes this process's counters of `queue` exist at zero from the moment it
+    /// consumes from it, so a rate over them is defined before the first message.
+    pub fn consuming(queue: &str) {
+        if let Some(counter) = MESSAGES.as_ref() {
+            for outcome in CONSUMER_OUTCOMES {
+                counter.with_label_values(&[queue, outcome]);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The orchestrator's RabbitMQ side: (re)connects with backoff, publishes the confirming
 //! publisher for reports, and feeds run requests and control messages to the dispatcher.
 
+use airlock_core::TraceContext;
 use airlock_core::messages::{Control, RunRequest};
 use airlock_mq::{Publisher, topology};
 use airlock_service::Readiness;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatcher::Command;
+use crate::dispatcher::{Command, Incoming};
 
 pub struct BrokerTask {
     pub url: String,
@@ -79,7 +80,19 @@ impl BrokerTask {
                     let delivery = delivery.ok_or(airlock_mq::MqError::ConnectionLost)??;
                     airlock_mq::metrics::consumed(topology::RUN_REQUESTS_QUEUE);
                     if let Some(RunRequest::V1(request)) = airlock_mq::decode(&delivery, topology::RUN_REQUESTS_QUEUE).await {
-                        let _ = self.dispatcher.send(Command::Request(Box::new((request, delivery)))).await;
+                        // This orchestrator's span of the request's trace (a new trace
+                        // for a request that carries none).
+                        let trace = airlock_mq::trace_context(&delivery)
+                            .map_or_else(TraceContext::new_root, |parent| parent.child());
+                        tracing::debug!(
+                            run_id = %request.run_id,
+                            evaluation_id = %request.evaluation_id,
+                            attempt = request.attempt,
+                            trace_id = %trace.trace_id(),
+                            "run request received"
+                        );
+                        let incoming = Incoming { request, delivery, trace };
+                        let _ = self.dispatcher.send(Command::Request(Box::new(incoming))).await;
                     }
                 }
                 delivery = control.next() => {
@@ -88,6 +101,10 @@ impl BrokerTask {
                     if let Some(Control::EvaluationCancelledV1 { evaluation_id, .. }) =
                         airlock_mq::decode(&delivery, topology::ORCHESTRATOR_CONTROL_QUEUE).await
                     {
+                        let trace_id = airlock_mq::trace_context(&delivery)
+                            .map(|trace| trace.trace_id())
+                            .unwrap_or_default();
+                        tracing::info!(%evaluation_id, trace_id, "evaluation cancelled");
                         let _ = self.dispatcher.send(Command::Cancel(evaluation_id)).await;
                         airlock_mq::ack(&delivery, topology::ORCHESTRATOR_CONTROL_QUEUE).await?;
                     }

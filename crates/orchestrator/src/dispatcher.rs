@@ -2,7 +2,7 @@
 //! completions, starts what may start, and tells waiting runs why they wait.
 
 use airlock_core::messages::RunRequested;
-use airlock_core::{EvaluationId, RunId, RunState};
+use airlock_core::{EvaluationId, RunId, RunState, TraceContext};
 use airlock_db::Db;
 use airlock_mq::Delivery;
 use chrono::{DateTime, Utc};
@@ -25,8 +25,15 @@ enum Admission {
     AlreadyDone(RunState),
 }
 
+/// A run request as it arrived, with the trace context of this orchestrator's work on it.
+pub struct Incoming {
+    pub request: RunRequested,
+    pub delivery: Delivery,
+    pub trace: TraceContext,
+}
+
 pub enum Command {
-    Request(Box<(RunRequested, Delivery)>),
+    Request(Box<Incoming>),
     Cancel(EvaluationId),
     Finished(RunId),
     /// The broker connection was lost: deliveries held here are void.
@@ -41,7 +48,7 @@ pub enum Command {
     },
 }
 
-fn ticket_of(request: &RunRequested) -> Ticket {
+fn ticket_of(request: &RunRequested, trace: TraceContext) -> Ticket {
     Ticket {
         run_id: request.run_id,
         evaluation_id: request.evaluation_id,
@@ -50,6 +57,7 @@ fn ticket_of(request: &RunRequested) -> Ticket {
         priority: request.priority,
         submitted_at: request.submitted_at,
         not_before: request.not_before,
+        trace,
     }
 }
 
@@ -92,7 +100,7 @@ impl Dispatcher {
         let mut told: HashMap<RunId, String> = HashMap::new();
         // The next attempt of a run whose current attempt has not finished winding down
         // (its execution publishes the retry just before it ends): taken up once it has.
-        let mut next_attempts: HashMap<RunId, (RunRequested, Delivery)> = HashMap::new();
+        let mut next_attempts: HashMap<RunId, Incoming> = HashMap::new();
         let mut replay: VecDeque<Command> = VecDeque::new();
         loop {
             let mut due = scheduler.next_due(Utc::now());
@@ -114,11 +122,20 @@ impl Dispatcher {
             };
             match command {
                 Command::Tick => {}
-                Command::Request(request) => {
-                    let (request, delivery) = *request;
+                Command::Request(incoming) => {
+                    let Incoming {
+                        request,
+                        delivery,
+                        trace,
+                    } = *incoming;
                     if let Some(current) = running.get(&request.run_id) {
                         if request.attempt > current.attempt {
-                            next_attempts.insert(request.run_id, (request, delivery));
+                            let incoming = Incoming {
+                                request,
+                                delivery,
+                                trace,
+                            };
+                            next_attempts.insert(incoming.request.run_id, incoming);
                         } else {
                             // A redelivery of a run whose sandbox exists: nothing to start.
                             let _ = airlock_mq::ack(
@@ -132,11 +149,17 @@ impl Dispatcher {
                     match self.admission(&mut cancelled, &request).await {
                         Admission::Start => {}
                         Admission::Cancelled => {
-                            self.skip_cancelled(&request, &delivery).await;
+                            self.skip_cancelled(&request, &delivery, trace).await;
                             continue;
                         }
                         Admission::AlreadyDone(state) => {
-                            tracing::info!(run_id = %request.run_id, %state, "redelivered request for a finished run; skipped");
+                            tracing::info!(
+                                run_id = %request.run_id,
+                                evaluation_id = %request.evaluation_id,
+                                trace_id = %trace.trace_id(),
+                                %state,
+                                "redelivered request for a finished run; skipped"
+                            );
                             let _ = airlock_mq::ack(
                                 &delivery,
                                 airlock_mq::topology::RUN_REQUESTS_QUEUE,
@@ -145,13 +168,14 @@ impl Dispatcher {
                             continue;
                         }
                     }
-                    scheduler.enqueue(ticket_of(&request), (request, delivery));
+                    scheduler.enqueue(ticket_of(&request, trace), (request, delivery));
                 }
                 Command::Cancel(evaluation_id) => {
                     cancelled.insert(evaluation_id);
-                    for (_, (request, delivery)) in scheduler.remove_evaluation(evaluation_id) {
+                    for (ticket, (request, delivery)) in scheduler.remove_evaluation(evaluation_id)
+                    {
                         told.remove(&request.run_id);
-                        self.skip_cancelled(&request, &delivery).await;
+                        self.skip_cancelled(&request, &delivery, ticket.trace).await;
                     }
                     for run_id in scheduler.running_of(evaluation_id) {
                         if let Some(run) = running.get(&run_id) {
@@ -160,7 +184,7 @@ impl Dispatcher {
                             let name = run.name.clone();
                             tokio::spawn(async move {
                                 if let Err(error) = runtime.stop(&name).await {
-                                    tracing::warn!(%error, sandbox = %name, "stop failed");
+                                    tracing::warn!(%error, %run_id, %evaluation_id, sandbox = %name, "stop failed");
                                 }
                             });
                         }
@@ -183,8 +207,11 @@ impl Dispatcher {
                     if running.contains_key(&request.run_id) {
                         continue;
                     }
-                    scheduler.adopt(ticket_of(&request));
-                    let flag = self.start(&mut running, *request, None);
+                    // The trace of the submission is not kept across restarts: the
+                    // resumed attempt's messages start a trace of their own.
+                    let trace = TraceContext::new_root();
+                    scheduler.adopt(ticket_of(&request, trace));
+                    let flag = self.start(&mut running, *request, None, trace);
                     if cancelled {
                         flag.store(true, Ordering::SeqCst);
                     }
@@ -197,7 +224,7 @@ impl Dispatcher {
                 && let Some((ticket, (request, delivery))) = scheduler.next_startable(Utc::now())
             {
                 told.remove(&ticket.run_id);
-                self.start(&mut running, request, Some(delivery));
+                self.start(&mut running, request, Some(delivery), ticket.trace);
             }
             crate::metrics::scheduler(scheduler.running_count(), scheduler.waiting_count());
             let reasons: Vec<(Attempt, String)> = scheduler
@@ -210,6 +237,7 @@ impl Dispatcher {
                             run_id: ticket.run_id,
                             evaluation_id: ticket.evaluation_id,
                             attempt: ticket.attempt,
+                            trace: ticket.trace,
                         },
                         reason,
                     )
@@ -231,6 +259,7 @@ impl Dispatcher {
         running: &mut HashMap<RunId, Running>,
         request: RunRequested,
         delivery: Option<Delivery>,
+        trace: TraceContext,
     ) -> Arc<AtomicBool> {
         let run_id = request.run_id;
         let flag = Arc::new(AtomicBool::new(false));
@@ -250,6 +279,7 @@ impl Dispatcher {
             cancelled: flag.clone(),
             worker_env: self.worker_env.clone(),
             retry: self.retry,
+            trace,
         };
         let done = self.completions.clone();
         self.executions.spawn(async move {
@@ -279,17 +309,23 @@ impl Dispatcher {
             }
             Ok(_) => Admission::Start,
             Err(error) => {
-                tracing::warn!(%error, "cannot read the run's state; starting it (duplicates are absorbed downstream)");
+                tracing::warn!(%error, run_id = %request.run_id, evaluation_id = %request.evaluation_id, "cannot read the run's state; starting it (duplicates are absorbed downstream)");
                 Admission::Start
             }
         }
     }
 
-    async fn skip_cancelled(&self, request: &RunRequested, delivery: &Delivery) {
+    async fn skip_cancelled(
+        &self,
+        request: &RunRequested,
+        delivery: &Delivery,
+        trace: TraceContext,
+    ) {
         let attempt = Attempt {
             run_id: request.run_id,
             evaluation_id: request.evaluation_id,
             attempt: request.attempt,
+            trace,
         };
         self.sink
             .status(

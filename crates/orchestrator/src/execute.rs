@@ -3,8 +3,8 @@
 //! wait for its end, decide how it ended (or retry it when the platform broke it), clean
 //! up. A resumed attempt (its sandbox outlived an earlier orchestrator) skips creation.
 
-use airlock_core::RunState;
 use airlock_core::messages::RunRequested;
+use airlock_core::{RunState, TraceContext};
 use airlock_mq::Delivery;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,8 @@ pub struct Execution {
     /// Worker settings from the orchestrator's configuration.
     pub worker_env: Arc<Vec<(String, String)>>,
     pub retry: RetryPolicy,
+    /// This orchestrator's span of the run's trace; the reports carry it.
+    pub trace: TraceContext,
 }
 
 impl Execution {
@@ -37,10 +39,16 @@ impl Execution {
             run_id: self.request.run_id,
             evaluation_id: self.request.evaluation_id,
             attempt: self.request.attempt,
+            trace: self.trace,
         }
     }
 
-    #[tracing::instrument(skip_all, fields(run_id = %self.request.run_id, attempt = self.request.attempt))]
+    #[tracing::instrument(skip_all, fields(
+        run_id = %self.request.run_id,
+        evaluation_id = %self.request.evaluation_id,
+        attempt = self.request.attempt,
+        trace_id = %self.trace.trace_id(),
+    ))]
     pub async fn run(self) {
         let sandbox = to_sandbox_request(&self.request, &self.worker_env);
         let name = sandbox.sandbox_name();
@@ -57,7 +65,7 @@ impl Execution {
             }
             Some(Ending::Retry(cause)) => {
                 tracing::warn!(cause, "attempt broken by the platform");
-                retry_or_fail(&self.sink, self.retry, &self.request, cause).await;
+                retry_or_fail(&self.sink, self.retry, &self.request, self.trace, cause).await;
             }
             None => return,
         }
@@ -121,8 +129,12 @@ impl Execution {
                 None,
             )
             .await;
+        let started = std::time::Instant::now();
         let created = self.runtime.create(sandbox).await;
-        crate::metrics::sandbox_created(&created);
+        crate::metrics::sandbox_created(self.runtime.kind(), started.elapsed(), &created);
+        if let Err(error) = &created {
+            tracing::warn!(%error, "the sandbox could not be created");
+        }
         let acked = airlock_mq::ack(delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
         if let Err(error) = acked {
             tracing::warn!(%error, "run request not acknowledged; a redelivery will find the sandbox");

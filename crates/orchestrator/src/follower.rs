@@ -31,14 +31,13 @@ pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -
     let publisher_sink = sink.clone();
     let publisher = tokio::spawn(async move {
         while let Some(events) = pending.recv().await {
-            publisher_sink
-                .send(&RunReport::EventsV1(RunEvents {
-                    run_id: attempt.run_id,
-                    evaluation_id: attempt.evaluation_id,
-                    attempt: attempt.attempt,
-                    events,
-                }))
-                .await;
+            let report = RunReport::EventsV1(RunEvents {
+                run_id: attempt.run_id,
+                evaluation_id: attempt.evaluation_id,
+                attempt: attempt.attempt,
+                events,
+            });
+            publisher_sink.send(&report, &attempt.trace).await;
         }
     });
     let outcome = read(output, attempt, &batches).await;
@@ -87,12 +86,12 @@ async fn read(
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(run_id = %attempt.run_id, %error, "unreadable line from the worker")
+                    tracing::warn!(run_id = %attempt.run_id, evaluation_id = %attempt.evaluation_id, %error, "unreadable line from the worker")
                 }
             },
             Ok(None) => break,
             Err(error) => {
-                tracing::warn!(run_id = %attempt.run_id, %error, "sandbox output failed");
+                tracing::warn!(run_id = %attempt.run_id, evaluation_id = %attempt.evaluation_id, %error, "sandbox output failed");
                 break;
             }
         }

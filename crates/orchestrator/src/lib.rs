@@ -73,6 +73,7 @@ impl Orchestrator {
                 anyhow::bail!("unknown AIRLOCK_RUNTIME `{other}`; supported: local, kubernetes")
             }
         };
+        metrics::init(runtime.kind(), &db);
         Ok(Self {
             listener,
             config,
@@ -237,7 +238,7 @@ async fn recover_leftovers(
         }
     };
     for sandbox in leftovers {
-        tracing::warn!(sandbox = %sandbox.name, "cleaning up a sandbox left by an earlier orchestrator");
+        tracing::warn!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cleaning up a sandbox left by an earlier orchestrator");
         let _ = runtime.stop(&sandbox.name).await;
         let _ = runtime.remove(&sandbox.name).await;
         let cause = "sandbox lost: the orchestrator restarted while it ran".to_owned();
@@ -246,17 +247,19 @@ async fn recover_leftovers(
             // unless the run has moved on to a later attempt elsewhere.
             Ok(Some(mut request)) if request.attempt <= sandbox.attempt => {
                 request.attempt = sandbox.attempt;
-                retry::retry_or_fail(&sink, retry, &request, cause).await;
+                let trace = airlock_core::TraceContext::new_root();
+                retry::retry_or_fail(&sink, retry, &request, trace, cause).await;
             }
             Ok(_) => {
-                tracing::info!(sandbox = %sandbox.name, "its run has moved on; nothing to report")
+                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "its run has moved on; nothing to report")
             }
             Err(error) => {
-                tracing::error!(%error, "cannot read the lost run; reporting it as an error");
+                tracing::error!(%error, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cannot read the lost run; reporting it as an error");
                 let attempt = Attempt {
                     run_id: sandbox.run_id,
                     evaluation_id: sandbox.evaluation_id,
                     attempt: sandbox.attempt,
+                    trace: airlock_core::TraceContext::new_root(),
                 };
                 sink.status(attempt, RunState::Error, Some(cause), None)
                     .await;
@@ -291,7 +294,7 @@ async fn resume_sandboxes(
             ) {
                 (Ok(admission), Ok(request)) => break (admission, request),
                 (Err(error), _) | (_, Err(error)) => {
-                    tracing::warn!(%error, "cannot read a run to resume; retrying");
+                    tracing::warn!(%error, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cannot read a run to resume; retrying");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
@@ -300,7 +303,7 @@ async fn resume_sandboxes(
             (Some((state, attempt, cancelled)), Some(mut request))
                 if !state.is_terminal() && attempt <= sandbox.attempt =>
             {
-                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, "resuming a sandbox");
+                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "resuming a sandbox");
                 request.attempt = sandbox.attempt;
                 resumed.push(sandbox.name.clone());
                 let command = dispatcher::Command::Resume {
@@ -312,7 +315,7 @@ async fn resume_sandboxes(
                 }
             }
             _ => {
-                tracing::info!(sandbox = %sandbox.name, "its run has finished or moved on; left to the reaper")
+                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "its run has finished or moved on; left to the reaper")
             }
         }
     }

@@ -1,7 +1,9 @@
-//! Orchestrator metrics.
+//! Orchestrator metrics. Every metric is listed in docs/metrics.md.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use airlock_db::Db;
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use crate::runtime::{Created, RuntimeError};
 
@@ -9,6 +11,8 @@ struct Metrics {
     running: IntGauge,
     waiting: IntGauge,
     sandboxes: IntCounterVec,
+    create_seconds: HistogramVec,
+    create_failures: IntCounterVec,
     kube_errors: IntCounterVec,
     watch_errors: IntCounter,
     log_resumes: IntCounter,
@@ -32,6 +36,19 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
             "airlock_sandbox_creations_total",
             "Sandbox creations by outcome (new, existing, refused, failed).",
             &["outcome"]
+        )
+        .ok()?,
+        create_seconds: prometheus::register_histogram_vec!(
+            "airlock_sandbox_create_duration_seconds",
+            "Time to create a sandbox (until the runtime has it), by runtime.",
+            &["runtime"],
+            vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+        )
+        .ok()?,
+        create_failures: prometheus::register_int_counter_vec!(
+            "airlock_sandbox_create_failures_total",
+            "Sandbox creations that failed, by reason (refused: the runtime cannot run the spec; runtime_error: the runtime failed).",
+            &["reason"]
         )
         .ok()?,
         kube_errors: prometheus::register_int_counter_vec!(
@@ -64,6 +81,35 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
     })
 });
 
+/// Why a sandbox creation failed, as the `reason` label says it.
+const CREATE_FAILURE_REASONS: [&str; 2] = ["refused", "runtime_error"];
+
+/// Registers the orchestrator's metrics (at zero where the label values are known:
+/// creation failures, and for the Kubernetes runtime the reaper's deletions) and
+/// reports `db`'s pool.
+pub fn init(runtime: &str, db: &Db) {
+    if let Some(m) = METRICS.as_ref() {
+        m.create_seconds.with_label_values(&[runtime]);
+        for reason in CREATE_FAILURE_REASONS {
+            m.create_failures.with_label_values(&[reason]);
+        }
+        if runtime == "kubernetes" {
+            for why in ["finished", "orphan"] {
+                m.reaped.with_label_values(&[why]);
+            }
+        }
+    }
+    let db = db.clone();
+    airlock_service::observe_db_pool(move || {
+        let usage = db.pool_usage();
+        airlock_service::PoolSample {
+            in_use: usage.in_use,
+            idle: usage.idle,
+            max: usage.max,
+        }
+    });
+}
+
 pub fn scheduler(running: usize, waiting: usize) {
     if let Some(m) = METRICS.as_ref() {
         m.running.set(running as i64);
@@ -71,15 +117,22 @@ pub fn scheduler(running: usize, waiting: usize) {
     }
 }
 
-pub fn sandbox_created(result: &Result<Created, RuntimeError>) {
-    let outcome = match result {
-        Ok(Created::New) => "new",
-        Ok(Created::Existing) => "existing",
-        Err(RuntimeError::Refused(_)) => "refused",
-        Err(_) => "failed",
+/// Counts a sandbox creation by outcome, times it, and counts a failure by reason.
+pub fn sandbox_created(runtime: &str, took: Duration, result: &Result<Created, RuntimeError>) {
+    let (outcome, failure) = match result {
+        Ok(Created::New) => ("new", None),
+        Ok(Created::Existing) => ("existing", None),
+        Err(RuntimeError::Refused(_)) => ("refused", Some(CREATE_FAILURE_REASONS[0])),
+        Err(_) => ("failed", Some(CREATE_FAILURE_REASONS[1])),
     };
     if let Some(m) = METRICS.as_ref() {
         m.sandboxes.with_label_values(&[outcome]).inc();
+        m.create_seconds
+            .with_label_values(&[runtime])
+            .observe(took.as_secs_f64());
+        if let Some(reason) = failure {
+            m.create_failures.with_label_values(&[reason]).inc();
+        }
     }
 }
 

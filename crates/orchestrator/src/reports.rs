@@ -1,9 +1,10 @@
 //! Sending run reports to the result-processor, and retries' run requests back to the run
 //! queue. A message is resent until the broker confirms it, across reconnects: consumers
-//! absorb duplicates, so resending is always safe, and losing a message never is.
+//! absorb duplicates, so resending is always safe, and losing a message never is. Every
+//! message carries the trace context of its attempt as its `traceparent` header.
 
 use airlock_core::messages::{RunReport, RunRequest, RunStatusChange};
-use airlock_core::{EvaluationId, RunId, RunState};
+use airlock_core::{EvaluationId, RunId, RunState, TraceContext};
 use airlock_mq::{Publisher, topology};
 use chrono::Utc;
 use std::sync::Arc;
@@ -15,12 +16,13 @@ pub struct ReportSink {
     publisher: watch::Receiver<Option<Arc<Publisher>>>,
 }
 
-/// Identifies one attempt in status reports.
+/// Identifies one attempt in status reports, with the trace it belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt {
     pub run_id: RunId,
     pub evaluation_id: EvaluationId,
     pub attempt: u32,
+    pub trace: TraceContext,
 }
 
 impl ReportSink {
@@ -28,16 +30,22 @@ impl ReportSink {
         Self { publisher }
     }
 
-    pub async fn send(&self, report: &RunReport) {
-        self.publish(topology::REPORTS_EXCHANGE, report).await;
+    pub async fn send(&self, report: &RunReport, trace: &TraceContext) {
+        self.publish(topology::REPORTS_EXCHANGE, report, trace)
+            .await;
     }
 
     /// Publishes a run request (a retry's next attempt).
-    pub async fn request(&self, request: &RunRequest) {
-        self.publish(topology::RUNS_EXCHANGE, request).await;
+    pub async fn request(&self, request: &RunRequest, trace: &TraceContext) {
+        self.publish(topology::RUNS_EXCHANGE, request, trace).await;
     }
 
-    async fn publish<T: serde::Serialize>(&self, exchange: &str, message: &T) {
+    async fn publish<T: serde::Serialize>(
+        &self,
+        exchange: &str,
+        message: &T,
+        trace: &TraceContext,
+    ) {
         let payload = match serde_json::to_vec(message) {
             Ok(payload) => payload,
             Err(error) => {
@@ -50,7 +58,13 @@ impl ReportSink {
             let current = publisher.borrow_and_update().clone();
             if let Some(current) = current {
                 let sent = match current
-                    .send(exchange, topology::RUN_ROUTING_KEY, &payload, 0)
+                    .send(
+                        exchange,
+                        topology::RUN_ROUTING_KEY,
+                        &payload,
+                        0,
+                        Some(trace),
+                    )
                     .await
                 {
                     Ok(pending) => pending.confirmed().await,
@@ -75,8 +89,16 @@ impl ReportSink {
         reason: Option<String>,
         exit_code: Option<i32>,
     ) {
-        tracing::info!(run_id = %attempt.run_id, %state, reason = reason.as_deref().unwrap_or(""), "run state");
-        self.send(&RunReport::StatusV1(RunStatusChange {
+        tracing::info!(
+            run_id = %attempt.run_id,
+            evaluation_id = %attempt.evaluation_id,
+            attempt = attempt.attempt,
+            trace_id = %attempt.trace.trace_id(),
+            %state,
+            reason = reason.as_deref().unwrap_or(""),
+            "run state"
+        );
+        let report = RunReport::StatusV1(RunStatusChange {
             run_id: attempt.run_id,
             evaluation_id: attempt.evaluation_id,
             attempt: attempt.attempt,
@@ -84,7 +106,7 @@ impl ReportSink {
             reason,
             exit_code,
             at: Utc::now(),
-        }))
-        .await;
+        });
+        self.send(&report, &attempt.trace).await;
     }
 }

@@ -4,8 +4,8 @@
 //! loses nothing); the dispatcher holds it until then. After the last attempt the run
 //! becomes `error`.
 
-use airlock_core::RunState;
 use airlock_core::messages::{RunRequest, RunRequested};
+use airlock_core::{RunState, TraceContext};
 use chrono::Utc;
 use std::time::Duration;
 
@@ -26,18 +26,20 @@ impl RetryPolicy {
     }
 }
 
-/// Schedules the next attempt of `request`, or ends the run as `error` when it had its
-/// last one.
+/// Schedules the next attempt of `request` (in the same trace), or ends the run as
+/// `error` when it had its last one.
 pub async fn retry_or_fail(
     sink: &ReportSink,
     policy: RetryPolicy,
     request: &RunRequested,
+    trace: TraceContext,
     cause: String,
 ) {
     let current = Attempt {
         run_id: request.run_id,
         evaluation_id: request.evaluation_id,
         attempt: request.attempt,
+        trace,
     };
     if request.attempt >= policy.max_attempts {
         let reason = if policy.max_attempts > 1 {
@@ -65,7 +67,7 @@ pub async fn retry_or_fail(
     };
     sink.status(next_attempt, RunState::Scheduling, Some(reason), None)
         .await;
-    sink.request(&RunRequest::V1(next)).await;
+    sink.request(&RunRequest::V1(next), &trace).await;
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! a per-team limit. Pure bookkeeping, no I/O; the dispatcher drives it.
 
 use airlock_core::spec::Priority;
-use airlock_core::{EvaluationId, RunId, TeamId};
+use airlock_core::{EvaluationId, RunId, TeamId, TraceContext};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,8 @@ pub struct Ticket {
     pub submitted_at: DateTime<Utc>,
     /// Not before this time (a retry's backoff).
     pub not_before: Option<DateTime<Utc>>,
+    /// The trace the run's work belongs to (carried for the reports about it).
+    pub trace: TraceContext,
 }
 
 impl Ticket {
@@ -225,6 +227,7 @@ mod tests {
             priority,
             submitted_at: DateTime::from_timestamp(secs, 0).expect("valid"),
             not_before: None,
+            trace: TraceContext::new_root(),
         }
     }
 

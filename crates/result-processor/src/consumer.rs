@@ -3,13 +3,19 @@
 //! acknowledged only after its transaction committed and its updates were published;
 //! if anything fails, every delivery of the batch is returned to the queue, and the
 //! redelivery is absorbed by the idempotent apply.
+//!
+//! Each report's trace context (its `traceparent` header) follows its run: log lines
+//! about the run carry its trace id, and the update published about an evaluation
+//! carries the context of a report that changed it.
 
 use airlock_core::messages::{Control, RunReport, Update};
+use airlock_core::{RunId, TraceContext};
 use airlock_db::Db;
 use airlock_db::results::Applied;
 use airlock_mq::{Delivery, Publisher, topology};
 use airlock_service::Readiness;
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -104,9 +110,11 @@ impl Consumer {
         let queue = topology::RUN_REPORTS_QUEUE;
         let mut reports = Vec::with_capacity(deliveries.len());
         let mut accepted = Vec::with_capacity(deliveries.len());
+        let mut traces = Traces::default();
         for delivery in deliveries {
             airlock_mq::metrics::consumed(queue);
             if let Some(report) = airlock_mq::decode::<RunReport>(&delivery, queue).await {
+                traces.note(report.run_id(), &delivery);
                 reports.push(report);
                 accepted.push(delivery);
             }
@@ -116,15 +124,15 @@ impl Consumer {
         }
         let started = Instant::now();
         let outcome = match self.db.apply_reports(&reports).await {
-            Ok(applied) => publish(publisher, &applied).await.map(|()| applied),
+            Ok(applied) => publish(publisher, &applied, &traces)
+                .await
+                .map(|()| applied),
             Err(error) => Err(error.into()),
         };
         match outcome {
             Ok(applied) => {
                 crate::metrics::batch(reports.len(), started.elapsed().as_secs_f64(), &applied);
-                for why in &applied.rejected {
-                    tracing::warn!(reason = %why, "run report rejected");
-                }
+                log_applied(&applied, &traces);
                 for delivery in &accepted {
                     airlock_mq::ack(delivery, queue).await?;
                 }
@@ -151,13 +159,25 @@ impl Consumer {
         let Some(control) = airlock_mq::decode::<Control>(&delivery, queue).await else {
             return Ok(());
         };
+        let trace = airlock_mq::trace_context(&delivery)
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
         let result = match control {
             Control::EvaluationCancelledV1 {
                 evaluation_id, at, ..
-            } => match self.db.cancel_waiting_runs(evaluation_id, at).await {
-                Ok(applied) => publish(publisher, &applied).await,
-                Err(error) => Err(error.into()),
-            },
+            } => {
+                tracing::info!(%evaluation_id, trace_id = %trace.trace_id(), "cancelling the evaluation's waiting runs");
+                match self.db.cancel_waiting_runs(evaluation_id, at).await {
+                    Ok(applied) => {
+                        let traces = Traces {
+                            fallback: Some(trace),
+                            ..Traces::default()
+                        };
+                        log_applied(&applied, &traces);
+                        publish(publisher, &applied, &traces).await
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
         };
         match result {
             Ok(()) => Ok(airlock_mq::ack(&delivery, queue).await?),
@@ -169,15 +189,80 @@ impl Consumer {
     }
 }
 
-/// Publishes one update per evaluation the batch changed, waiting for confirms.
-async fn publish(publisher: &Publisher, applied: &Applied) -> Result<(), Error> {
+/// The trace context of each run in a batch: this service's span of the first report
+/// about the run (a new trace for a report that carries none).
+#[derive(Default)]
+struct Traces {
+    runs: HashMap<RunId, TraceContext>,
+    /// For runs no report named (a cancellation's runs).
+    fallback: Option<TraceContext>,
+}
+
+impl Traces {
+    fn note(&mut self, run_id: RunId, delivery: &Delivery) {
+        self.runs.entry(run_id).or_insert_with(|| {
+            airlock_mq::trace_context(delivery)
+                .map_or_else(TraceContext::new_root, |parent| parent.child())
+        });
+    }
+
+    fn of(&self, run_id: RunId) -> Option<TraceContext> {
+        self.runs.get(&run_id).copied().or(self.fallback)
+    }
+
+    fn trace_id(&self, run_id: RunId) -> String {
+        self.of(run_id).map(|t| t.trace_id()).unwrap_or_default()
+    }
+}
+
+/// One line per run that started, finished or had a report refused.
+fn log_applied(applied: &Applied, traces: &Traces) {
+    for run in &applied.started {
+        tracing::debug!(
+            run_id = %run.run_id,
+            evaluation_id = %run.evaluation_id,
+            trace_id = traces.trace_id(run.run_id),
+            queue_wait_secs = run.seconds,
+            "run started"
+        );
+    }
+    for run in &applied.finished {
+        tracing::info!(
+            run_id = %run.run_id,
+            evaluation_id = %run.evaluation_id,
+            trace_id = traces.trace_id(run.run_id),
+            state = %run.state,
+            duration_secs = run.seconds,
+            "run finished"
+        );
+    }
+    for rejection in &applied.rejected {
+        tracing::warn!(
+            run_id = %rejection.run_id,
+            evaluation_id = %rejection.evaluation_id,
+            trace_id = traces.trace_id(rejection.run_id),
+            reason = %rejection.reason,
+            "run report rejected"
+        );
+    }
+}
+
+/// Publishes one update per evaluation the batch changed, waiting for confirms. Each
+/// carries the trace context of one of the runs it changed.
+async fn publish(publisher: &Publisher, applied: &Applied, traces: &Traces) -> Result<(), Error> {
     let mut pending = Vec::with_capacity(applied.updates.len());
     for update in &applied.updates {
         let payload = serde_json::to_vec(&Update::EvaluationUpdatedV1(update.clone()))
             .map_err(airlock_mq::MqError::from)?;
+        let trace = update
+            .runs
+            .iter()
+            .map(|run| run.id)
+            .chain(update.events.iter().map(|event| event.run_id))
+            .find_map(|run_id| traces.of(run_id));
         pending.push(
             publisher
-                .send(topology::UPDATES_EXCHANGE, "", &payload, 0)
+                .send(topology::UPDATES_EXCHANGE, "", &payload, 0, trace.as_ref())
                 .await?,
         );
     }

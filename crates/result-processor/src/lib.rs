@@ -33,6 +33,7 @@ impl ResultProcessor {
             config.common.database_url.expose(),
             config.common.db_max_connections,
         )?;
+        metrics::init(&db);
         Ok(Self {
             listener,
             db,
@@ -66,6 +67,7 @@ impl ResultProcessor {
                 async move { db.ping().await }
             },
         );
+        let gauges = tokio::spawn(metrics::refresh_runs(db.clone(), shutdown.clone()));
         let consumer = tokio::spawn(
             consumer::Consumer {
                 url: config.common.amqp_url.expose().to_owned(),
@@ -87,6 +89,7 @@ impl ResultProcessor {
         )
         .await;
         probe.abort();
+        gauges.abort();
         tracing::info!("result-processor stopped");
         Ok(())
     }

@@ -1,7 +1,14 @@
-//! Result-processor metrics.
+//! Result-processor metrics. Every metric is listed in docs/metrics.md.
 
-use prometheus::{Histogram, IntCounter, IntCounterVec};
+use airlock_db::Db;
+use airlock_db::results::Applied;
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
 use std::sync::LazyLock;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often `airlock_runs{state}` is read from PostgreSQL.
+const RUNS_REFRESH: Duration = Duration::from_secs(10);
 
 struct Metrics {
     events: IntCounter,
@@ -10,6 +17,9 @@ struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     transitions: IntCounterVec,
+    run_seconds: HistogramVec,
+    queue_wait: Histogram,
+    runs: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
@@ -37,7 +47,7 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
         .ok()?,
         batch_seconds: prometheus::register_histogram!(
             "airlock_ingest_batch_duration_seconds",
-            "Time to apply and commit one batch.",
+            "Time to apply and commit one batch of reports and publish its updates.",
             vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
         )
         .ok()?,
@@ -47,10 +57,49 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
             &["state"]
         )
         .ok()?,
+        run_seconds: prometheus::register_histogram_vec!(
+            "airlock_run_duration_seconds",
+            "Time from a run's start to its final state, by final state (from its submission when it never started).",
+            &["state"],
+            vec![
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                7200.0, 21600.0, 86400.0
+            ]
+        )
+        .ok()?,
+        queue_wait: prometheus::register_histogram!(
+            "airlock_run_queue_wait_seconds",
+            "Time from a run's submission to its start (first running).",
+            vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                900.0, 3600.0
+            ]
+        )
+        .ok()?,
+        runs: prometheus::register_int_gauge_vec!(
+            "airlock_runs",
+            "Runs by state, as stored in PostgreSQL.",
+            &["state"]
+        )
+        .ok()?,
     })
 });
 
-pub fn batch(reports: usize, seconds: f64, applied: &airlock_db::results::Applied) {
+/// Registers the result-processor's metrics and reports `db`'s pool.
+pub fn init(db: &Db) {
+    LazyLock::force(&METRICS);
+    let db = db.clone();
+    airlock_service::observe_db_pool(move || {
+        let usage = db.pool_usage();
+        airlock_service::PoolSample {
+            in_use: usage.in_use,
+            idle: usage.idle,
+            max: usage.max,
+        }
+    });
+}
+
+pub fn batch(reports: usize, seconds: f64, applied: &Applied) {
     if let Some(m) = METRICS.as_ref() {
         m.batch_size.observe(reports as f64);
         m.batch_seconds.observe(seconds);
@@ -61,6 +110,34 @@ pub fn batch(reports: usize, seconds: f64, applied: &airlock_db::results::Applie
             for run in &update.runs {
                 m.transitions.with_label_values(&[run.state.as_str()]).inc();
             }
+        }
+        for run in &applied.started {
+            m.queue_wait.observe(run.seconds);
+        }
+        for run in &applied.finished {
+            m.run_seconds
+                .with_label_values(&[run.state.as_str()])
+                .observe(run.seconds);
+        }
+    }
+}
+
+/// Sets `airlock_runs{state}` from PostgreSQL every [`RUNS_REFRESH`] until `stop`.
+pub async fn refresh_runs(db: Db, stop: CancellationToken) {
+    loop {
+        match db.runs_by_state().await {
+            Ok(counts) => {
+                if let Some(m) = METRICS.as_ref() {
+                    for (state, count) in counts {
+                        m.runs.with_label_values(&[state.as_str()]).set(count);
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "cannot count runs by state"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RUNS_REFRESH) => {}
         }
     }
 }

@@ -7,7 +7,7 @@ mod readiness;
 mod secret;
 mod shutdown;
 
-pub use metrics::{http_metrics, render_metrics};
+pub use metrics::{PoolSample, http_metrics, init_metrics, observe_db_pool, render_metrics};
 pub use readiness::Readiness;
 pub use secret::Secret;
 pub use shutdown::{drain, shutdown_token};
@@ -42,6 +42,7 @@ pub fn init_tracing() {
 /// `/healthz` (the process is alive), `/readyz` (its dependencies answer) and
 /// `/metrics` (Prometheus text format).
 pub fn ops_router(readiness: Readiness) -> Router {
+    init_metrics();
     Router::new()
         .route(
             "/healthz",

@@ -1,11 +1,14 @@
 //! Prometheus metrics: the default registry rendered as text, HTTP request metrics as a
-//! middleware, and the process's resident memory.
+//! middleware, the process's resident memory and its database pool. Every metric is
+//! listed in docs/metrics.md.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, TextEncoder};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, TextEncoder};
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -40,6 +43,76 @@ static RESIDENT: LazyLock<Option<IntGauge>> = LazyLock::new(|| {
     )
     .ok()
 });
+
+/// Registers the metrics of this module (they exist, at zero, before anything happens).
+pub fn init_metrics() {
+    LazyLock::force(&HTTP);
+    LazyLock::force(&RESIDENT);
+}
+
+/// The database pool as metrics read it: connections in use, idle, and the most the
+/// pool opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSample {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// Reports a connection pool as `airlock_db_pool_connections{state}` and
+/// `airlock_db_pool_max_connections`, read from `sample` at every scrape. One pool per
+/// process: a second registration is ignored.
+pub fn observe_db_pool(sample: impl Fn() -> PoolSample + Send + Sync + 'static) {
+    let collector = || -> prometheus::Result<PoolCollector> {
+        Ok(PoolCollector {
+            sample: Box::new(sample),
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    "airlock_db_pool_connections",
+                    "Database pool connections by state (idle, in_use).",
+                ),
+                &["state"],
+            )?,
+            max: IntGauge::new(
+                "airlock_db_pool_max_connections",
+                "Most connections the database pool opens.",
+            )?,
+        })
+    };
+    match collector().and_then(|c| prometheus::register(Box::new(c))) {
+        Ok(()) => {}
+        Err(prometheus::Error::AlreadyReg) => {}
+        Err(error) => tracing::warn!(%error, "cannot register the database pool metrics"),
+    }
+}
+
+struct PoolCollector {
+    sample: Box<dyn Fn() -> PoolSample + Send + Sync>,
+    connections: IntGaugeVec,
+    max: IntGauge,
+}
+
+impl Collector for PoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.connections.desc();
+        descs.extend(self.max.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let sample = (self.sample)();
+        self.connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(sample.in_use));
+        self.connections
+            .with_label_values(&["idle"])
+            .set(i64::from(sample.idle));
+        self.max.set(i64::from(sample.max));
+        let mut families = self.connections.collect();
+        families.extend(self.max.collect());
+        families
+    }
+}
 
 /// Records every request's route (the matched pattern, never the raw path), status and
 /// latency.
@@ -93,4 +166,29 @@ fn resident_bytes() -> i64 {
         })
         .unwrap_or(0);
     pages * 4096
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_read_at_every_scrape() {
+        let in_use = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(3));
+        let reading = in_use.clone();
+        observe_db_pool(move || PoolSample {
+            in_use: reading.load(std::sync::atomic::Ordering::SeqCst),
+            idle: 2,
+            max: 10,
+        });
+        let text = render_metrics();
+        assert!(
+            text.contains("airlock_db_pool_connections{state=\"in_use\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("airlock_db_pool_connections{state=\"idle\"} 2"));
+        assert!(text.contains("airlock_db_pool_max_connections 10"));
+        in_use.store(7, std::sync::atomic::Ordering::SeqCst);
+        assert!(render_metrics().contains("airlock_db_pool_connections{state=\"in_use\"} 7"));
+    }
 }

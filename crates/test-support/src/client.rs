@@ -91,6 +91,20 @@ impl Api {
         Self::reply(response).await
     }
 
+    /// Submits `spec` with extra request headers (`traceparent`, `x-request-id`).
+    pub async fn submit_with_headers(&self, spec: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/evaluations", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(spec.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::reply(request.send().await.expect("POST")).await
+    }
+
     /// Any method, with an optional JSON body.
     pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");

@@ -3,7 +3,9 @@
 use airlock_core::messages::{Control, RunOwner, RunRequest, RunRequested, RunSnapshot};
 use airlock_core::spec::{SpecError, SpecFormat};
 use airlock_core::state::StateCounts;
-use airlock_core::{ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState};
+use airlock_core::{
+    ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState, TraceContext,
+};
 use airlock_db::evaluations::{EvaluationFilter, EvaluationOrder, NewEvaluation, NewRun};
 use airlock_db::{Evaluation, OutboxMessage};
 use airlock_mq::topology;
@@ -22,6 +24,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::{CancelOut, EvaluationListOut, EvaluationOut, EvaluationSummaryOut};
 use crate::error::{ApiError, ApiResult, ErrorOut};
+use crate::request_context::RequestTrace;
 use airlock_core::Scope;
 
 pub fn router() -> Router<AppState> {
@@ -59,6 +62,7 @@ pub fn router() -> Router<AppState> {
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<EvaluationOut>)> {
@@ -87,7 +91,7 @@ pub async fn submit(
     let id = EvaluationId::new();
     // PostgreSQL keeps microseconds; the response must match what a later read returns.
     let created_at = Utc::now().trunc_subsecs(6);
-    let (runs, outbox) = plan_runs(&spec, id, caller.team_id(), created_at)?;
+    let (runs, outbox) = plan_runs(&spec, id, caller.team_id(), created_at, trace)?;
     state
         .db
         .insert_evaluation(NewEvaluation {
@@ -182,12 +186,14 @@ fn spec_format(headers: &HeaderMap) -> ApiResult<SpecFormat> {
     }
 }
 
-/// One run per task x epoch, and the message asking the orchestrator to start it.
+/// One run per task x epoch, and the message asking the orchestrator to start it (part
+/// of the submission's trace).
 fn plan_runs(
     spec: &EvalSpec,
     evaluation_id: EvaluationId,
     team_id: airlock_core::TeamId,
     submitted_at: DateTime<Utc>,
+    trace: TraceContext,
 ) -> ApiResult<(Vec<NewRun>, Vec<OutboxMessage>)> {
     let capacity = spec.run_count() as usize;
     let mut runs = Vec::with_capacity(capacity);
@@ -203,12 +209,15 @@ fn plan_runs(
             let request =
                 RunRequest::V1(RunRequested::new(spec, owner, task, epoch, 1, submitted_at));
             let payload = serde_json::to_value(&request).map_err(ApiError::internal)?;
-            outbox.push(OutboxMessage::new(
-                topology::RUNS_EXCHANGE,
-                topology::RUN_ROUTING_KEY,
-                spec.priority.rank(),
-                payload,
-            ));
+            outbox.push(
+                OutboxMessage::new(
+                    topology::RUNS_EXCHANGE,
+                    topology::RUN_ROUTING_KEY,
+                    spec.priority.rank(),
+                    payload,
+                )
+                .with_trace(trace),
+            );
             runs.push(NewRun {
                 id: run_id,
                 task_index: index as u32,
@@ -460,6 +469,7 @@ pub async fn read(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
+    RequestTrace(trace): RequestTrace,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<CancelOut>)> {
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
@@ -478,7 +488,8 @@ pub async fn cancel(
             at: Utc::now(),
         };
         let payload = serde_json::to_value(&control).map_err(ApiError::internal)?;
-        let message = OutboxMessage::new(topology::CONTROL_EXCHANGE, "", 0, payload);
+        let message =
+            OutboxMessage::new(topology::CONTROL_EXCHANGE, "", 0, payload).with_trace(trace);
         let audit = caller.audit(
             "evaluation.cancel",
             "evaluation",

@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::LogParams;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::cache::PodCache;
 use super::error::{Backoff, KubeError};
@@ -65,11 +66,15 @@ impl Position {
 /// Follows the main container's log of pod `name` from its first line.
 pub fn follow(api: Api<Pod>, cache: PodCache, name: String) -> OutputStream {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(64);
-    tokio::spawn(async move {
-        if let Err(error) = pump(&api, &cache, &name, &tx).await {
-            tracing::warn!(pod = %name, %error, "pod log follow gave up");
+    // The follow logs in the span of the run that reads it.
+    tokio::spawn(
+        async move {
+            if let Err(error) = pump(&api, &cache, &name, &tx).await {
+                tracing::warn!(pod = %name, %error, "pod log follow gave up");
+            }
         }
-    });
+        .in_current_span(),
+    );
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });

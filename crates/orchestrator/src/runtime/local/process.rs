@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Buffer between the worker's stdout and the reader of `output`.
 const OUTPUT_BUFFER: usize = 64 * 1024;
@@ -121,9 +122,11 @@ impl Live {
 
         let (ours, theirs) = tokio::io::duplex(OUTPUT_BUFFER);
         let (pump_tx, pump_rx) = watch::channel(Pump::Nothing);
-        tokio::spawn(pump(stdout, ours, pump_tx));
+        tokio::spawn(pump(stdout, ours, pump_tx).in_current_span());
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr_task = tokio::spawn(log_stderr(stderr, name.clone(), Arc::clone(&tail)));
+        // The sandbox's tasks log in the span of the run that started it.
+        let stderr_task =
+            tokio::spawn(log_stderr(stderr, name.clone(), Arc::clone(&tail)).in_current_span());
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (outcome_tx, outcome_rx) = watch::channel(None);
@@ -137,7 +140,7 @@ impl Live {
             tail,
             stderr_task,
         };
-        tokio::spawn(supervisor.run(child, stop_rx, outcome_tx));
+        tokio::spawn(supervisor.run(child, stop_rx, outcome_tx).in_current_span());
 
         Ok(Self {
             host_uid,
