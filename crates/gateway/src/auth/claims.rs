@@ -24,6 +24,28 @@ fn strings(value: Option<&Value>) -> Vec<&str> {
     }
 }
 
+impl Claimed {
+    /// The user these claims describe, as the database finds or creates it.
+    pub fn identity<'a>(
+        &'a self,
+        issuer: &'a str,
+        config: &'a IdentityConfig,
+        is_login: bool,
+    ) -> airlock_db::identity::ProviderIdentity<'a> {
+        airlock_db::identity::ProviderIdentity {
+            issuer,
+            subject: &self.subject,
+            name: &self.name,
+            email: self.email.as_deref(),
+            team: self.team.as_deref(),
+            role: self.role,
+            default_team: &config.oidc_default_team,
+            default_role: config.oidc_default_role,
+            is_login,
+        }
+    }
+}
+
 /// `None` when there is no subject.
 pub fn read(claims: &Value, config: &IdentityConfig) -> Option<Claimed> {
     let text = |key: &str| {

@@ -290,20 +290,9 @@ async fn jwt_user(
     {
         return Ok(principal.clone());
     }
-    let identity = &state.config.identity;
     let principal = state
         .db
-        .provider_user(&airlock_db::identity::ProviderIdentity {
-            issuer,
-            subject: &claimed.subject,
-            name: &claimed.name,
-            email: claimed.email.as_deref(),
-            team: claimed.team.as_deref(),
-            role: claimed.role,
-            default_team: &identity.oidc_default_team,
-            default_role: identity.oidc_default_role,
-            is_login: false,
-        })
+        .provider_user(&claimed.identity(issuer, &state.config.identity, false))
         .await?;
     if let Ok(mut cache) = state.jwt_users.lock() {
         if cache.len() > 10_000 {

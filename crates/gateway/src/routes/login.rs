@@ -217,20 +217,9 @@ async fn finish_login(
         .map_err(|e| ("login_failed", e.to_string()))?;
     let claimed = claims::read(&claims, &state.config.identity)
         .ok_or(("login_failed", "ID token without subject".into()))?;
-    let identity = &state.config.identity;
     let principal = state
         .db
-        .provider_user(&airlock_db::identity::ProviderIdentity {
-            issuer: &oidc.issuer,
-            subject: &claimed.subject,
-            name: &claimed.name,
-            email: claimed.email.as_deref(),
-            team: claimed.team.as_deref(),
-            role: claimed.role,
-            default_team: &identity.oidc_default_team,
-            default_role: identity.oidc_default_role,
-            is_login: true,
-        })
+        .provider_user(&claimed.identity(&oidc.issuer, &state.config.identity, true))
         .await
         .map_err(|e| ("login_failed", format!("database: {e}")))?;
     Ok((principal, request.return_to))
