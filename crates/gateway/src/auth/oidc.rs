@@ -51,6 +51,8 @@ struct Cached<T> {
 
 /// One configured provider.
 pub struct Oidc {
+    /// As configured, without a trailing slash; users are recorded under it (with their
+    /// subject), so either spelling in the configuration finds the same people.
     pub issuer: String,
     client_id: String,
     client_secret: airlock_service::Secret,
@@ -128,6 +130,7 @@ impl Oidc {
         let fetched: Result<Metadata, _> = self.get_json(&url).await;
         let mut slot = self.metadata.write().await;
         match fetched {
+            // Providers differ on a trailing slash; configuring it either way works.
             Ok(metadata) if metadata.issuer.trim_end_matches('/') == self.issuer => {
                 let value = Arc::new(metadata);
                 *slot = Some(Cached {
@@ -187,7 +190,9 @@ impl Oidc {
             }
         }
         let jwk = jwt::find_key(&keys, kid.as_deref()).ok_or(JwtError::UnknownKey)?;
-        Ok(jwt::verify(token, alg, jwk, &self.issuer, audience)?)
+        // Tokens name the issuer exactly as the provider's discovery document does.
+        let issuer = self.metadata().await?.issuer.clone();
+        Ok(jwt::verify(token, alg, jwk, &issuer, audience)?)
     }
 
     /// An API access token: the configured audience.
