@@ -41,6 +41,8 @@ pub struct StackOptions {
     pub gateway_amqp_port: Option<u16>,
     /// When set, the gateway reaches PostgreSQL through this port (a test proxy).
     pub gateway_postgres_port: Option<u16>,
+    /// Query parameters added to every service's database URL (e.g. `sslmode=require`).
+    pub database_params: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -51,6 +53,7 @@ impl Default for StackOptions {
             env: Vec::new(),
             gateway_amqp_port: None,
             gateway_postgres_port: None,
+            database_params: None,
         }
     }
 }
@@ -107,10 +110,13 @@ impl Stack {
             (Service::Gateway, Some(port)) => self.broker.url_via(port),
             _ => self.broker.url(),
         };
-        let database = match (service, self.options.gateway_postgres_port) {
+        let mut database = match (service, self.options.gateway_postgres_port) {
             (Service::Gateway, Some(port)) => self.db.url_via(port),
             _ => self.db.url.clone(),
         };
+        if let Some(params) = &self.options.database_params {
+            database = format!("{database}?{params}");
+        }
         let mut env = vec![
             ("AIRLOCK_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("AIRLOCK_DATABASE_URL".into(), database),
