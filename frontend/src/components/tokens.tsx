@@ -1,12 +1,43 @@
 // API tokens: a table (with revoke), the form that creates one, and its secret shown once.
 // Used for a person's own tokens and for a service account's.
 import { useState, type FormEvent } from "react";
-import { ApiError } from "../api/client";
-import type { TokenCreatedOut, TokenIn, TokenOut } from "../api/types";
-import { ConfirmButton, Empty, ErrorBox, Field } from "./common";
+import { api, ApiError } from "../api/client";
+import type { TokenCreatedOut, TokenIn, TokenListOut, TokenOut } from "../api/types";
+import { ConfirmButton, Empty, ErrorBox, Field, useAsync } from "./common";
 import { formatTime } from "../lib/format";
 import { expiryFromDate, identityErrorText, SCOPE_TEXT, scopeList, todayDate, tokenState } from "../lib/identity";
 import type { Scope } from "../api/types";
+
+/**
+ * The tokens listed at `path` (the caller's own, or a service account's): the list, and
+ * creating (at `path`) and revoking one, keeping the list current.
+ */
+export function useTokens(path: string) {
+  const list = useAsync((signal) => api<TokenListOut>(path, { signal }), path);
+  const [revokeError, setRevokeError] = useState<unknown>(null);
+
+  const create = async (body: TokenIn) => {
+    const out = await api<TokenCreatedOut>(path, {
+      method: "POST",
+      body: JSON.stringify(body),
+      contentType: "application/json",
+    });
+    list.setData((d) => ({ tokens: [out.token, ...(d?.tokens ?? [])] }));
+    return out;
+  };
+
+  const revoke = async (id: string) => {
+    setRevokeError(null);
+    try {
+      await api<void>(`/api/v1/tokens/${encodeURIComponent(id)}`, { method: "DELETE" });
+    } catch (e) {
+      setRevokeError(e);
+    }
+    list.reload();
+  };
+
+  return { list, create, revoke, revokeError };
+}
 
 export function TokenTable({
   tokens,

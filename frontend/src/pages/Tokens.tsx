@@ -1,9 +1,6 @@
-import { useState } from "react";
-import { api } from "../api/client";
-import type { TokenCreatedOut, TokenIn, TokenListOut } from "../api/types";
 import { useSession } from "../auth/session";
-import { ErrorBox, Loading, useAsync } from "../components/common";
-import { CreateTokenForm, TokenTable } from "../components/tokens";
+import { ErrorBox, Loading } from "../components/common";
+import { CreateTokenForm, TokenTable, useTokens } from "../components/tokens";
 import { grantableScopes } from "../lib/identity";
 import { useTitle } from "../router";
 
@@ -11,29 +8,8 @@ import { useTitle } from "../router";
 export default function TokensPage() {
   useTitle("API tokens");
   const me = useSession().me;
-  const list = useAsync((signal) => api<TokenListOut>("/api/v1/tokens", { signal }), "tokens");
+  const { list, create, revoke, revokeError } = useTokens("/api/v1/tokens");
   const scopes = grantableScopes(me);
-  const [revokeError, setRevokeError] = useState<unknown>(null);
-
-  const create = async (body: TokenIn) => {
-    const out = await api<TokenCreatedOut>("/api/v1/tokens", {
-      method: "POST",
-      body: JSON.stringify(body),
-      contentType: "application/json",
-    });
-    list.setData((d) => ({ tokens: [out.token, ...(d?.tokens ?? [])] }));
-    return out;
-  };
-
-  const revoke = async (id: string) => {
-    setRevokeError(null);
-    try {
-      await api<void>(`/api/v1/tokens/${encodeURIComponent(id)}`, { method: "DELETE" });
-    } catch (e) {
-      setRevokeError(e);
-    }
-    list.reload();
-  };
 
   return (
     <div>

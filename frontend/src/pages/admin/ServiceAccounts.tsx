@@ -1,8 +1,8 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../../api/client";
-import type { MemberOut, Role, ServiceAccountListOut, TokenCreatedOut, TokenIn, TokenListOut } from "../../api/types";
+import type { MemberOut, Role, ServiceAccountListOut } from "../../api/types";
 import { Empty, ErrorBox, Field, Loading, useAsync } from "../../components/common";
-import { CreateTokenForm, TokenTable } from "../../components/tokens";
+import { CreateTokenForm, TokenTable, useTokens } from "../../components/tokens";
 import { formatTime } from "../../lib/format";
 import { ROLES, roleScopes } from "../../lib/identity";
 import { useTitle } from "../../router";
@@ -98,23 +98,7 @@ function CreateAccountForm({ onCreated }: { onCreated: (m: MemberOut) => void })
 
 function AccountTokens({ account }: { account: MemberOut }) {
   const base = `/api/v1/service-accounts/${encodeURIComponent(account.id)}/tokens`;
-  const list = useAsync((signal) => api<TokenListOut>(base, { signal }), base);
-  const [revokeError, setRevokeError] = useState<unknown>(null);
-
-  const create = async (body: TokenIn) => {
-    const out = await api<TokenCreatedOut>(base, { method: "POST", body: JSON.stringify(body), contentType: "application/json" });
-    list.setData((d) => ({ tokens: [out.token, ...(d?.tokens ?? [])] }));
-    return out;
-  };
-  const revoke = async (id: string) => {
-    setRevokeError(null);
-    try {
-      await api<void>(`/api/v1/tokens/${encodeURIComponent(id)}`, { method: "DELETE" });
-    } catch (e) {
-      setRevokeError(e);
-    }
-    list.reload();
-  };
+  const { list, create, revoke, revokeError } = useTokens(base);
 
   return (
     <div>
