@@ -16,6 +16,20 @@ pub struct Session {
     pub csrf_token: String,
 }
 
+/// What [`Db::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub login_requests: u64,
+    pub audit_entries: u64,
+}
+
+impl Purged {
+    pub fn any(&self) -> bool {
+        self.sessions + self.login_requests + self.audit_entries > 0
+    }
+}
+
 /// An authorization request awaiting the identity provider's answer.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct LoginRequest {
@@ -154,5 +168,38 @@ impl Db {
                 })
             },
         ))
+    }
+
+    /// Removes sessions past their lifetime or idle limit, login requests older than an
+    /// hour, and audit entries older than `audit_retention_days` (0 keeps them forever).
+    #[tracing::instrument(skip(self))]
+    pub async fn purge(&self, idle_secs: i64, audit_retention_days: u32) -> Result<Purged> {
+        let sessions = sqlx::query(
+            "DELETE FROM sessions
+             WHERE expires_at < now() OR last_seen_at < now() - make_interval(secs => $1)",
+        )
+        .bind(idle_secs as f64)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        let login_requests =
+            sqlx::query("DELETE FROM login_requests WHERE created_at < now() - interval '1 hour'")
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        let audit_entries = if audit_retention_days == 0 {
+            0
+        } else {
+            sqlx::query("DELETE FROM audit_log WHERE at < now() - make_interval(days => $1)")
+                .bind(i32::try_from(audit_retention_days).unwrap_or(i32::MAX))
+                .execute(self.pool())
+                .await?
+                .rows_affected()
+        };
+        Ok(Purged {
+            sessions,
+            login_requests,
+            audit_entries,
+        })
     }
 }

@@ -123,6 +123,9 @@ pub struct IdentityConfig {
     /// Failed sign-ins and bad credentials one address may send per minute before 429.
     #[arg(long, env = "AIRLOCK_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub auth_failures_per_minute: u32,
+    /// Days audit entries are kept (0: forever).
+    #[arg(long, env = "AIRLOCK_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u32,
 }
 
 impl IdentityConfig {
@@ -145,6 +148,7 @@ impl IdentityConfig {
             dev_login: false,
             trust_forwarded_for: false,
             auth_failures_per_minute: 30,
+            audit_retention_days: 365,
         }
     }
 

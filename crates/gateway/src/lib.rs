@@ -11,6 +11,7 @@ mod broker;
 pub mod config;
 mod dto;
 mod error;
+mod housekeeping;
 mod hub;
 mod metrics;
 pub mod openapi;
@@ -188,6 +189,12 @@ impl Gateway {
         );
         let broker = tokio::spawn(broker.run(tasks.clone()));
         let gauges = tokio::spawn(metrics::refresh_outbox(db.clone(), tasks.clone()));
+        let housekeeping = tokio::spawn(housekeeping::run(
+            db.clone(),
+            config.identity.session_idle_secs as i64,
+            config.identity.audit_retention_days,
+            tasks.clone(),
+        ));
         let relay = tokio::spawn(relay::Relay { db, publisher }.run(tasks.clone()));
         tracing::info!(addr = %listener.local_addr()?, "gateway listening");
         airlock_service::serve(listener, router, shutdown.clone()).await?;
@@ -198,6 +205,7 @@ impl Gateway {
         airlock_service::drain("broker connection", grace, broker).await;
         probe.abort();
         gauges.abort();
+        housekeeping.abort();
         tracing::info!("gateway stopped");
         Ok(())
     }
