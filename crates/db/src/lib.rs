@@ -35,9 +35,15 @@ pub struct Db {
 impl Db {
     /// Connects lazily: the pool opens connections when first used, so a service can
     /// start (and report not-ready) while PostgreSQL is down.
+    /// TLS is used when the URL asks for it (`sslmode=require`, `verify-ca`, `verify-full`
+    /// or `prefer`) or `PGSSLMODE` does; otherwise the connection is plain, as it always
+    /// was, rather than PostgreSQL's opportunistic `prefer`.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
-        let options =
+        let mut options =
             PgConnectOptions::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
+        if !url.contains("sslmode=") && std::env::var_os("PGSSLMODE").is_none() {
+            options = options.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
