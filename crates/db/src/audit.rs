@@ -25,6 +25,30 @@ pub struct AuditRecord {
     pub detail: Value,
 }
 
+impl AuditRecord {
+    /// Something `actor` did successfully, from `source_address`.
+    pub fn by(
+        actor: &crate::Principal,
+        source_address: Option<String>,
+        action: &'static str,
+        object_type: &'static str,
+        object_id: Option<String>,
+        detail: Value,
+    ) -> Self {
+        Self {
+            team_id: Some(actor.team_id),
+            actor_id: Some(actor.user_id),
+            actor_name: Some(actor.user_name.clone()),
+            action,
+            object_type,
+            object_id,
+            source_address,
+            success: true,
+            detail,
+        }
+    }
+}
+
 /// A recorded entry.
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct AuditEntry {

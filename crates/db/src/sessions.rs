@@ -39,7 +39,7 @@ pub struct LoginRequest {
 }
 
 impl Db {
-    /// Starts a session. Sessions past their lifetime or idle limit are cleared on the way.
+    /// Starts a session. Ended ones are removed by [`Db::purge`], not here.
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn create_session(
         &self,
@@ -47,16 +47,8 @@ impl Db {
         user_id: UserId,
         csrf_token: &str,
         expires_at: DateTime<Utc>,
-        idle_secs: i64,
         source_address: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM sessions
-             WHERE expires_at < now() OR last_seen_at < now() - make_interval(secs => $1)",
-        )
-        .bind(idle_secs as f64)
-        .execute(self.pool())
-        .await?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at, source_address)
              VALUES ($1, $2, $3, $4, $5)",
@@ -117,20 +109,12 @@ impl Db {
             == 1)
     }
 
-    /// Remembers an authorization request. Requests older than `max_age_secs` are
-    /// cleared on the way.
+    /// Remembers an authorization request. Unanswered ones are removed by [`Db::purge`].
     pub async fn insert_login_request(
         &self,
         state_hash: &[u8],
         request: &LoginRequest,
-        max_age_secs: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM login_requests WHERE created_at < now() - make_interval(secs => $1)",
-        )
-        .bind(max_age_secs as f64)
-        .execute(self.pool())
-        .await?;
         sqlx::query(
             "INSERT INTO login_requests (state_hash, nonce, pkce_verifier, return_to)
              VALUES ($1, $2, $3, $4)",

@@ -55,7 +55,7 @@ async fn housekeeping_removes_ended_sessions_stale_logins_and_old_audit_entries(
         .expect("user");
     let in_a_day = chrono::Utc::now() + chrono::Duration::days(1);
     for id in [b"live".as_slice(), b"idle", b"over"] {
-        db.create_session(id, alice.user_id, "csrf", in_a_day, 3600, None)
+        db.create_session(id, alice.user_id, "csrf", in_a_day, None)
             .await
             .expect("session");
     }
@@ -64,10 +64,10 @@ async fn housekeeping_removes_ended_sessions_stale_logins_and_old_audit_entries(
         pkce_verifier: "v".into(),
         return_to: "/".into(),
     };
-    db.insert_login_request(b"fresh", &login, 600)
+    db.insert_login_request(b"fresh", &login)
         .await
         .expect("login");
-    db.insert_login_request(b"stale", &login, 99_999)
+    db.insert_login_request(b"stale", &login)
         .await
         .expect("login");
     let record = |action| AuditRecord {

@@ -61,9 +61,10 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), JwtError> {
         .get("alg")
         .and_then(Value::as_str)
         .ok_or(JwtError::Malformed)?;
-    let alg = ALLOWED
-        .into_iter()
-        .find(|a| format!("{a:?}") == alg)
+    let alg = alg
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|alg| ALLOWED.contains(alg))
         .ok_or(JwtError::AlgorithmNotAllowed)?;
     let kid = value.get("kid").and_then(Value::as_str).map(str::to_owned);
     Ok((alg, kid))

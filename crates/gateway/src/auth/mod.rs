@@ -105,17 +105,14 @@ impl Caller {
         object_id: Option<String>,
         detail: serde_json::Value,
     ) -> AuditRecord {
-        AuditRecord {
-            team_id: Some(self.principal.team_id),
-            actor_id: Some(self.principal.user_id),
-            actor_name: Some(self.principal.user_name.clone()),
+        AuditRecord::by(
+            &self.principal,
+            self.source.clone(),
             action,
             object_type,
             object_id,
-            source_address: self.source.clone(),
-            success: true,
             detail,
-        }
+        )
     }
 }
 

@@ -79,15 +79,21 @@ fn safe_return_to(requested: Option<&str>) -> String {
     }
 }
 
-fn redirect(to: &str, cookies: &[String]) -> Response {
-    let mut response = StatusCode::FOUND.into_response();
-    if let Ok(location) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(LOCATION, location);
-    }
+/// An empty response with `status` that sets `cookies`.
+fn with_cookies(status: StatusCode, cookies: &[String]) -> Response {
+    let mut response = status.into_response();
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {
             response.headers_mut().append(SET_COOKIE, value);
         }
+    }
+    response
+}
+
+fn redirect(to: &str, cookies: &[String]) -> Response {
+    let mut response = with_cookies(StatusCode::FOUND, cookies);
+    if let Ok(location) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, location);
     }
     response
 }
@@ -116,7 +122,6 @@ pub async fn login(
                 pkce_verifier: request.pkce_verifier,
                 return_to: safe_return_to(query.return_to.as_deref()),
             },
-            LOGIN_MAX_AGE_SECS,
         )
         .await?;
     let secure = state.config.identity.cookie_secure;
@@ -249,23 +254,19 @@ async fn start_session(
             principal.user_id,
             &random_secret(),
             Utc::now() + chrono::Duration::seconds(max),
-            identity.session_idle_secs as i64,
             source.as_deref(),
         )
         .await?;
     state
         .db
-        .audit(&AuditRecord {
-            team_id: Some(principal.team_id),
-            actor_id: Some(principal.user_id),
-            actor_name: Some(principal.user_name.clone()),
-            action: "login",
-            object_type: "session",
-            object_id: None,
-            source_address: source,
-            success: true,
-            detail: serde_json::json!({"method": method}),
-        })
+        .audit(&AuditRecord::by(
+            principal,
+            source,
+            "login",
+            "session",
+            None,
+            serde_json::json!({"method": method}),
+        ))
         .await?;
     tracing::info!(user = %principal.user_name, method, "signed in");
     Ok(set_cookie(
@@ -310,11 +311,10 @@ pub async fn logout(State(state): State<AppState>, parts: Parts) -> ApiResult<Re
         }
         state.db.delete_session(&tokens::hash(&cookie)).await?;
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(value) = HeaderValue::from_str(&set_cookie(cookie_name, "", "/", 0, secure)) {
-        response.headers_mut().insert(SET_COOKIE, value);
-    }
-    Ok(response)
+    Ok(with_cookies(
+        StatusCode::NO_CONTENT,
+        &[set_cookie(cookie_name, "", "/", 0, secure)],
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -345,11 +345,7 @@ pub async fn dev_login(
     let principal = state.db.upsert_user(user, team, body.role).await?;
     let address = auth::source_address(&parts, state.config.identity.trust_forwarded_for);
     let cookie = start_session(&state, &parts.headers, &principal, address, "dev_login").await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(SET_COOKIE, value);
-    }
-    Ok(response)
+    Ok(with_cookies(StatusCode::NO_CONTENT, &[cookie]))
 }
 
 #[cfg(test)]
