@@ -3,56 +3,11 @@
 
 use airlock_core::event::{EventBody, LogStream, WorkerEvent};
 use airlock_core::messages::{RunEvents, RunReport, RunStatusChange};
-use airlock_core::{EvalSpec, EvaluationId, Role, RunId, RunState};
-use airlock_db::Db;
-use airlock_db::evaluations::{NewEvaluation, NewRun};
-use airlock_test_support::TestDatabase;
+mod common;
+
+use airlock_core::RunState;
 use chrono::Utc;
-
-struct Fixture {
-    db: Db,
-    database: TestDatabase,
-    evaluation: EvaluationId,
-    run: RunId,
-}
-
-async fn fixture() -> Fixture {
-    let database = TestDatabase::create().await;
-    let db = Db::connect_lazy(&database.url, 4).expect("pool");
-    db.migrate().await.expect("migrate");
-    let owner = db
-        .upsert_user("alice", "red", Role::Researcher)
-        .await
-        .expect("user");
-    let spec =
-        EvalSpec::from_value(&serde_json::json!({"name": "n", "image": "i", "command": ["true"]}))
-            .expect("spec");
-    let evaluation = EvaluationId::new();
-    let run = RunId::new();
-    db.insert_evaluation(NewEvaluation {
-        audit: None,
-        id: evaluation,
-        team_id: owner.team_id,
-        owner_id: owner.user_id,
-        spec: &spec,
-        created_at: Utc::now(),
-        runs: &[NewRun {
-            id: run,
-            task_index: 0,
-            task_id: "default".into(),
-            epoch: 1,
-        }],
-        outbox: &[],
-    })
-    .await
-    .expect("insert");
-    Fixture {
-        db,
-        database,
-        evaluation,
-        run,
-    }
-}
+use common::{Fixture, fixture};
 
 fn events(f: &Fixture, attempt: u32, seqs: std::ops::RangeInclusive<u64>) -> RunReport {
     RunReport::EventsV1(RunEvents {
@@ -94,7 +49,7 @@ fn status(f: &Fixture, attempt: u32, state: RunState) -> RunReport {
 
 #[tokio::test]
 async fn events_are_stored_once_even_when_a_batch_repeats_them() {
-    let f = fixture().await;
+    let f = fixture(&[]).await;
     let applied =
         f.db.apply_reports(&[
             events(&f, 1, 1..=4),
@@ -132,7 +87,7 @@ async fn events_are_stored_once_even_when_a_batch_repeats_them() {
 
 #[tokio::test]
 async fn the_state_machine_rejects_going_back_and_accepts_a_new_attempt() {
-    let f = fixture().await;
+    let f = fixture(&[]).await;
     let applied =
         f.db.apply_reports(&[
             status(&f, 1, RunState::Scheduling),
@@ -183,7 +138,7 @@ async fn the_state_machine_rejects_going_back_and_accepts_a_new_attempt() {
 
 #[tokio::test]
 async fn a_runs_start_and_end_are_timed_once_and_counted_by_state() {
-    let f = fixture().await;
+    let f = fixture(&[]).await;
     let placed =
         f.db.apply_reports(&[
             status(&f, 1, RunState::Scheduling),

@@ -1,0 +1,56 @@
+//! What the database tests share: a migrated database holding one evaluation of one run.
+// Each test file uses part of this.
+#![allow(dead_code)]
+
+use airlock_core::{EvalSpec, EvaluationId, Role, RunId};
+use airlock_db::evaluations::{NewEvaluation, NewRun};
+use airlock_db::{Db, OutboxMessage};
+use airlock_test_support::TestDatabase;
+use chrono::Utc;
+
+pub struct Fixture {
+    pub db: Db,
+    pub database: TestDatabase,
+    pub evaluation: EvaluationId,
+    pub run: RunId,
+}
+
+/// A fresh, migrated database with alice (researcher in red) and her evaluation of one
+/// run, submitted with `outbox`.
+pub async fn fixture(outbox: &[OutboxMessage]) -> Fixture {
+    let database = TestDatabase::create().await;
+    let db = Db::connect_lazy(&database.url, 4).expect("pool");
+    db.migrate().await.expect("migrate");
+    let owner = db
+        .upsert_user("alice", "red", Role::Researcher)
+        .await
+        .expect("user");
+    let spec =
+        EvalSpec::from_value(&serde_json::json!({"name": "n", "image": "i", "command": ["true"]}))
+            .expect("spec");
+    let evaluation = EvaluationId::new();
+    let run = RunId::new();
+    db.insert_evaluation(NewEvaluation {
+        audit: None,
+        id: evaluation,
+        team_id: owner.team_id,
+        owner_id: owner.user_id,
+        spec: &spec,
+        created_at: Utc::now(),
+        runs: &[NewRun {
+            id: run,
+            task_index: 0,
+            task_id: "default".into(),
+            epoch: 1,
+        }],
+        outbox,
+    })
+    .await
+    .expect("insert");
+    Fixture {
+        db,
+        database,
+        evaluation,
+        run,
+    }
+}
