@@ -1,7 +1,8 @@
 //! Airlock's vocabulary: typed ids, the evaluation spec and its validation, the run state
 //! machine, the event stream a sandbox writes, the versioned wire messages services
-//! exchange through RabbitMQ, score aggregation, the table of error codes and the W3C
-//! trace context passed along with the work.
+//! exchange through RabbitMQ, score aggregation, the table of error codes, the W3C
+//! trace context passed along with the work, and the rules replicas share (global
+//! admission, report partitions).
 //!
 //! This crate does no I/O and knows no framework; every service depends on it.
 
@@ -10,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod messages;
+pub mod replica;
 pub mod score;
 pub mod spec;
 pub mod state;

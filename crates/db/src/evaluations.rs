@@ -313,6 +313,20 @@ impl Db {
 }
 
 impl Db {
+    /// Of these evaluations, the ones whose cancellation was requested.
+    pub async fn cancelled_evaluations(&self, ids: &[EvaluationId]) -> Result<Vec<EvaluationId>> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM evaluations WHERE id = ANY($1) AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(&ids)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(EvaluationId::from).collect())
+    }
+}
+
+impl Db {
     /// The run request of a run's current attempt, rebuilt from its evaluation's spec (to
     /// retry an attempt whose original request is gone). `None` when the run is unknown.
     pub async fn run_request(&self, id: RunId) -> Result<Option<RunRequested>> {

@@ -2,21 +2,27 @@
 //! a query. Migrations are embedded from the repository's `migrations/` directory.
 
 pub mod audit;
+pub mod claims;
 mod error;
 pub mod evaluations;
 pub mod events;
 pub mod identity;
 pub mod outbox;
+pub mod replicas;
 pub mod results;
 pub mod rows;
+pub mod schema;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
 
+pub use claims::{AdoptedClaim, ClaimOutcome, ClaimRequest};
 pub use error::{DbError, Result};
 pub use outbox::OutboxMessage;
+pub use replicas::{ReplicaEnd, ReplicaInfo, ReplicaRecord};
 pub use rows::*;
-pub use system::{OrchestratorStatus, RunLoad};
+pub use schema::SchemaCheck;
+pub use system::RunLoad;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, postgres::PgListener};
@@ -61,20 +67,10 @@ impl Db {
 
     /// Applies pending migrations; fails if the database holds one this build does not
     /// know (the `migrate` command: a newer schema must not be touched by an older build).
+    /// Services never migrate: they check the schema ([`Db::require_current_schema`]).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Applies pending migrations at a service's start, accepting migrations newer than
-    /// this build: migrations only add, so a build rolled back to its predecessor still
-    /// runs against the schema its successor left.
-    #[tracing::instrument(skip_all)]
-    pub async fn migrate_for_serving(&self) -> Result<()> {
-        let mut migrator = sqlx::migrate!("../../migrations");
-        migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
         Ok(())
     }
 

@@ -1,15 +1,23 @@
-//! Keeping the database in shape, against a real PostgreSQL: a service may start on a
-//! schema a newer build left behind (a rollback) while the `migrate` command refuses it,
-//! and housekeeping removes what has expired.
+//! Keeping the database in shape, against a real PostgreSQL: services and the `migrate`
+//! command refuse a schema a newer build left behind, services refuse one that is not
+//! migrated yet, and housekeeping removes what has expired.
 
 use airlock_db::Db;
 use airlock_test_support::TestDatabase;
 
 #[tokio::test]
-async fn services_start_on_a_newer_schema_but_migrate_refuses_it() {
+async fn services_and_migrate_refuse_a_schema_of_another_build() {
     let database = TestDatabase::create().await;
     let db = Db::connect_lazy(&database.url, 2).expect("pool");
+    let unmigrated = db
+        .require_current_schema("orchestrator")
+        .await
+        .expect_err("a service refuses an unmigrated database");
+    assert!(unmigrated.to_string().contains("older"), "{unmigrated}");
     db.migrate().await.expect("first migration");
+    db.require_current_schema("orchestrator")
+        .await
+        .expect("the current schema is accepted");
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
          VALUES (99991231000000, 'from a newer build', true, '\\x00', 0)",
@@ -29,14 +37,15 @@ async fn services_start_on_a_newer_schema_but_migrate_refuses_it() {
     );
     command.pool().close().await;
     let db = Db::connect_lazy(&database.url, 2).expect("pool");
-    db.migrate_for_serving()
+    let newer = db
+        .require_current_schema("result-processor")
         .await
-        .expect("a rolled-back service still starts");
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(db.pool())
-        .await
-        .expect("the schema is usable");
-    assert_eq!(users, 0);
+        .expect_err("a service refuses a newer schema");
+    let message = newer.to_string();
+    assert!(
+        message.contains("newer") && message.contains("99991231000000"),
+        "the message names the unknown migration: {message}"
+    );
     database.drop_database().await;
 }
 

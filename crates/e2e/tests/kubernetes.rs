@@ -493,7 +493,10 @@ async fn live_pods_the_watcher_sees_count_against_capacity() {
             .map(str::to_owned)
     })
     .await;
-    assert_eq!(waiting, "capacity full: 1 of 1 running");
+    assert_eq!(
+        waiting,
+        "capacity full: 1 of 1 running on this orchestrator"
+    );
     assert!(pods_of_run(&cluster, &run).is_empty(), "not started");
     cluster.delete_pod(NAMESPACE, "airlock-elsewhere-1");
     assert_eq!(api.wait_finished(&id, LIMIT).await["status"], "succeeded");

@@ -260,7 +260,7 @@ async fn cancelling_stops_running_sandboxes_and_queued_runs_never_start() {
         (run["state"] == "scheduling").then(|| run["reason"].as_str().unwrap_or("").to_owned())
     })
     .await;
-    assert_eq!(reason, "capacity full: 1 of 1 running");
+    assert_eq!(reason, "capacity full: 1 of 1 running on this orchestrator");
 
     let cancel = api
         .post(&format!("/api/v1/evaluations/{waiting}/cancel"))

@@ -116,8 +116,14 @@ pub struct MeOut {
 /// What the platform can run and how busy it is.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SystemOut {
-    /// The orchestrator that reported most recently; absent when none has.
-    pub orchestrator: Option<OrchestratorOut>,
+    /// Runs at once over all live orchestrator replicas (the sum of their capacities);
+    /// 0 when none is live.
+    pub capacity: u32,
+    /// Runs one team may hold at once over all replicas; absent when there is no
+    /// per-team limit.
+    pub team_max_concurrent_runs: Option<u32>,
+    /// Runs all teams together may hold at once; absent when there is no platform limit.
+    pub platform_max_concurrent_runs: Option<u32>,
     /// Runs of every team not started yet (queued or scheduling).
     pub queued: u64,
     /// Runs of every team holding a sandbox (starting or running).
@@ -126,20 +132,34 @@ pub struct SystemOut {
     pub team_queued: u64,
     /// The caller's team's runs holding a sandbox.
     pub team_running: u64,
+    /// Live replicas first, then those lost or stopped within the last hour.
+    pub replicas: Vec<ReplicaOut>,
 }
 
-/// An orchestrator's report of itself.
+/// One replica of an orchestrator or a result-processor, and its lease.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrchestratorOut {
-    /// `local` or `kubernetes`.
-    pub runtime: String,
-    /// Sandboxes it runs at once, over all teams.
-    pub max_concurrent_runs: u32,
-    /// Sandboxes one team may hold at once; absent when only the capacity limits a team.
-    pub team_max_concurrent_runs: Option<u32>,
+pub struct ReplicaOut {
+    /// Like `orchestrator-host1-4f2a09c1`, or the pod's name.
+    pub id: String,
+    /// `orchestrator` or `result-processor`.
+    pub service: String,
+    pub host: String,
+    /// `local` or `kubernetes` for an orchestrator; absent for a result-processor.
+    pub runtime: Option<String>,
+    /// An orchestrator's own runs at once; absent for a result-processor.
+    pub capacity: Option<u32>,
+    /// Runs this orchestrator holds now (0 for a result-processor).
+    pub running: u32,
+    /// Report partitions assigned to a result-processor (empty for an orchestrator).
+    pub partitions: Vec<u16>,
+    /// Singleton roles it holds, like `kubernetes-reaper` or `replica-cleanup`.
+    pub roles: Vec<String>,
+    /// `live`, `lost` (its lease expired) or `stopped` (it shut down cleanly).
+    pub state: String,
     pub started_at: DateTime<Utc>,
-    /// When it last reported.
-    pub seen_at: DateTime<Utc>,
-    /// Whether it reported recently (within three report intervals).
-    pub online: bool,
+    /// Its last heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+    pub lease_expires_at: DateTime<Utc>,
+    /// When it was found lost or stopped.
+    pub ended_at: Option<DateTime<Utc>>,
 }

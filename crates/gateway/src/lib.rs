@@ -92,7 +92,7 @@ impl Gateway {
             config.common.database_url.expose(),
             config.common.db_max_connections,
         )?;
-        db.migrate_for_serving().await?;
+        db.require_current_schema("gateway").await?;
         metrics::init(&db);
         let readiness = Readiness::new(&["postgres", "rabbitmq"]);
         let hub = hub::Hub::new(4096);

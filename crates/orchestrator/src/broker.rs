@@ -1,5 +1,6 @@
 //! The orchestrator's RabbitMQ side: (re)connects with backoff, publishes the confirming
-//! publisher for reports, and feeds run requests and control messages to the dispatcher.
+//! publisher for reports, and feeds run requests (competing with the other replicas, at
+//! most `prefetch` unacknowledged) and this replica's control messages to the dispatcher.
 
 use airlock_core::TraceContext;
 use airlock_core::messages::{Control, RunRequest};
@@ -43,13 +44,16 @@ impl BrokerTask {
         topology::declare_all(&connection).await?;
         self.publisher
             .send_replace(Some(Arc::new(Publisher::new(&connection).await?)));
-        let mut control = airlock_mq::consume(
-            &connection,
-            topology::ORCHESTRATOR_CONTROL_QUEUE,
-            16,
-            "orchestrator-control",
-        )
-        .await?;
+        // This replica's own control queue: every replica hears every cancellation.
+        let control_queue = topology::declare_control_queue(&connection).await?;
+        let control_channel = connection.create_channel().await?;
+        airlock_mq::metrics::consuming(topology::ORCHESTRATOR_CONTROL_QUEUE);
+        let mut control =
+            airlock_mq::consume_on(&control_channel, &control_queue, 16, "orchestrator-control")
+                .await?;
+        // Cancellations sent while this replica was not listening are read from
+        // PostgreSQL now that it is.
+        let _ = self.dispatcher.send(Command::Reconnected).await;
         let mut requests = if consuming.is_cancelled() {
             None
         } else {

@@ -1,6 +1,7 @@
 //! The orchestrator's configuration.
 
-use airlock_service::CommonConfig;
+use airlock_core::replica::GlobalLimits;
+use airlock_service::{CommonConfig, ReplicaConfig};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -25,15 +26,23 @@ pub struct Config {
     /// executable.
     #[arg(long, env = "AIRLOCK_WORKER_PATH")]
     pub worker_path: Option<PathBuf>,
-    /// Runs at once; default: the number of CPUs.
+    #[command(flatten)]
+    pub replica: ReplicaConfig,
+    /// Runs at once on this replica; default: the number of CPUs.
     #[arg(long, env = "AIRLOCK_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
-    /// Runs at once per team; default: the global capacity.
-    #[arg(long, env = "AIRLOCK_TEAM_MAX_CONCURRENT_RUNS")]
-    pub team_max_concurrent_runs: Option<usize>,
-    /// Run requests held unacknowledged while waiting for a slot.
-    #[arg(long, env = "AIRLOCK_PREFETCH", default_value_t = 500)]
-    pub prefetch: u16,
+    /// Runs at once per team over every replica (decided in PostgreSQL); default: no
+    /// per-team limit. Every replica must be given the same value.
+    #[arg(long, env = "AIRLOCK_TEAM_MAX_CONCURRENT_RUNS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub team_max_concurrent_runs: Option<u32>,
+    /// Runs at once over all teams and replicas; default: only the replicas'
+    /// capacities limit. Every replica must be given the same value.
+    #[arg(long, env = "AIRLOCK_PLATFORM_MAX_CONCURRENT_RUNS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub platform_max_concurrent_runs: Option<u32>,
+    /// Run requests this replica holds unacknowledged (waiting for a slot or a quota);
+    /// default: its capacity, so the others get the rest.
+    #[arg(long, env = "AIRLOCK_PREFETCH")]
+    pub prefetch: Option<u16>,
     /// Where local sandboxes keep their scratch directories.
     #[arg(
         long,
@@ -44,6 +53,20 @@ pub struct Config {
     /// First host uid of the local sandboxes' pool (one uid per concurrent run).
     #[arg(long, env = "AIRLOCK_SANDBOX_UID_BASE", default_value_t = 200_000)]
     pub sandbox_uid_base: u32,
+    /// How many host uids from the base sandboxes may use: shared by every replica on
+    /// the machine, so it must cover their capacities together.
+    #[arg(long, env = "AIRLOCK_SANDBOX_UID_COUNT", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sandbox_uid_count: u32,
+    /// Where the local runtime's host-wide sandbox uid locks live: shared by every
+    /// orchestrator on the machine, of any installation, so none hands out a uid
+    /// another one holds.
+    #[arg(
+        long,
+        env = "AIRLOCK_SANDBOX_UID_LOCK_DIR",
+        default_value = "/run/airlock/uids"
+    )]
+    pub sandbox_uid_lock_dir: PathBuf,
     /// Most output lines per second a run may write; beyond, lines are dropped and counted.
     #[arg(
         long,
@@ -76,9 +99,18 @@ impl Config {
             .max(1)
     }
 
-    pub fn team_quota(&self) -> usize {
-        self.team_max_concurrent_runs
-            .unwrap_or_else(|| self.capacity())
+    /// The global limits this replica enforces with the others.
+    pub fn global_limits(&self) -> GlobalLimits {
+        GlobalLimits {
+            per_team: self.team_max_concurrent_runs,
+            platform: self.platform_max_concurrent_runs,
+        }
+    }
+
+    /// Unacknowledged run requests: the configured prefetch, else the capacity.
+    pub fn prefetch(&self) -> u16 {
+        self.prefetch
+            .unwrap_or_else(|| u16::try_from(self.capacity()).unwrap_or(u16::MAX))
             .max(1)
     }
 

@@ -1,11 +1,16 @@
-//! The life of one attempt once it has a slot: create the sandbox, acknowledge the
-//! request (only now that the sandbox exists), report its placement, follow its output,
-//! wait for its end, decide how it ended (or retry it when the platform broke it), clean
-//! up. A resumed attempt (its sandbox outlived an earlier orchestrator) skips creation.
+//! The life of one attempt once it holds a slot and its claim: create the sandbox,
+//! acknowledge the request (only now that the sandbox exists), report its placement,
+//! follow its output, wait for its end, decide how it ended (or retry it when the platform
+//! broke it), clean up, and release the claim last. An attempt whose sandbox could not be
+//! made publishes its retry or refusal first and acknowledges the request after, so a
+//! crash in between leaves a redelivery, never a run stuck in `scheduling`. An adopted
+//! attempt (its sandbox outlived a lost replica) skips creation.
 
 use airlock_core::messages::RunRequested;
 use airlock_core::{RunState, TraceContext};
+use airlock_db::Db;
 use airlock_mq::Delivery;
+use airlock_service::ReplicaLease;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
@@ -17,18 +22,47 @@ use crate::runtime::{
     Created, Placement, RuntimeError, SandboxExit, SandboxRequest, SandboxRuntime,
 };
 
+/// What every execution of this replica shares.
+pub struct ExecutionEnv {
+    pub runtime: Arc<dyn SandboxRuntime>,
+    pub sink: ReportSink,
+    pub db: Db,
+    pub lease: ReplicaLease,
+    /// Worker settings from the orchestrator's configuration.
+    pub worker_env: Vec<(String, String)>,
+    pub retry: RetryPolicy,
+}
+
+impl ExecutionEnv {
+    /// Releases this replica's claim of an attempt, retrying while PostgreSQL is away
+    /// (a replica that cannot reach it loses its lease and exits; the claim is then
+    /// released by whoever takes over).
+    pub async fn release_claim(&self, run_id: airlock_core::RunId, attempt: u32) {
+        let mut backoff = airlock_mq::Backoff::default();
+        while self.lease.is_held() {
+            match self
+                .db
+                .release_claim(run_id, attempt, self.lease.id())
+                .await
+            {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot release the run's claim; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+}
+
 pub struct Execution {
     pub request: RunRequested,
     /// The request's delivery, acknowledged once the sandbox exists; `None` when the
-    /// attempt resumes a sandbox that outlived an earlier orchestrator.
+    /// attempt was adopted from a lost replica.
     pub delivery: Option<Delivery>,
-    pub runtime: Arc<dyn SandboxRuntime>,
-    pub sink: ReportSink,
+    pub env: Arc<ExecutionEnv>,
     /// Set when the evaluation is cancelled while this attempt runs.
     pub cancelled: Arc<AtomicBool>,
-    /// Worker settings from the orchestrator's configuration.
-    pub worker_env: Arc<Vec<(String, String)>>,
-    pub retry: RetryPolicy,
     /// This orchestrator's span of the run's trace; the reports carry it.
     pub trace: TraceContext,
 }
@@ -50,58 +84,82 @@ impl Execution {
         trace_id = %self.trace.trace_id(),
     ))]
     pub async fn run(self) {
-        let sandbox = to_sandbox_request(&self.request, &self.worker_env);
+        let sandbox = to_sandbox_request(&self.request, &self.env.worker_env);
         let name = sandbox.sandbox_name();
-        let ending = self.attempt_in(&sandbox, &name).await;
-        match ending {
+        let (ending, acked) = self.attempt_in(&sandbox, &name).await;
+        let sink = &self.env.sink;
+        match &ending {
             Some(Ending::Final {
                 state,
                 reason,
                 exit_code,
             }) => {
-                self.sink
-                    .status(self.attempt(), state, reason, exit_code)
+                sink.status(self.attempt(), *state, reason.clone(), *exit_code)
                     .await
             }
             Some(Ending::Retry(cause)) => {
                 tracing::warn!(cause, "attempt broken by the platform");
-                retry_or_fail(&self.sink, self.retry, &self.request, self.trace, cause).await;
+                retry_or_fail(
+                    sink,
+                    self.env.retry,
+                    &self.request,
+                    self.trace,
+                    cause.clone(),
+                )
+                .await;
             }
-            None => return,
+            None => {}
         }
-        if let Err(error) = self.runtime.remove(&name).await {
+        if !acked && let Some(delivery) = &self.delivery {
+            // Only now that what comes next is published.
+            ack(delivery).await;
+        }
+        if ending.is_none() {
+            return;
+        }
+        if let Err(error) = self.env.runtime.remove(&name).await {
             tracing::warn!(%error, sandbox = %name, "sandbox cleanup failed");
         }
+        self.env
+            .release_claim(self.request.run_id, self.request.attempt)
+            .await;
     }
 
-    /// Runs the attempt to its end; `None` when another execution owns the sandbox.
-    async fn attempt_in(&self, sandbox: &SandboxRequest, name: &str) -> Option<Ending> {
+    /// Runs the attempt to its end; the ending is `None` when another execution owns
+    /// the sandbox. Says whether the request was acknowledged.
+    async fn attempt_in(&self, sandbox: &SandboxRequest, name: &str) -> (Option<Ending>, bool) {
         let attempt = self.attempt();
+        let runtime = &self.env.runtime;
+        let mut acked = false;
         if let Some(delivery) = &self.delivery {
-            match self.create(sandbox, delivery).await {
-                Ok(()) => {}
-                Err(ending) => return ending,
+            match self.create(sandbox).await {
+                Ok(()) => {
+                    ack(delivery).await;
+                    acked = true;
+                }
+                Err(ending) => return (ending, false),
             }
         } else {
-            tracing::info!(sandbox = %name, "resuming a sandbox left running by an earlier orchestrator");
+            tracing::info!(sandbox = %name, "following a sandbox adopted from a lost orchestrator");
         }
         self.report_placement(name).await;
         if self.cancelled.load(Ordering::SeqCst) {
-            let _ = self.runtime.stop(name).await;
+            let _ = runtime.stop(name).await;
         }
-        let outcome = match self.runtime.output(name).await {
+        let outcome = match runtime.output(name).await {
             Ok(output) => {
-                self.sink
+                self.env
+                    .sink
                     .status(attempt, RunState::Running, None, None)
                     .await;
-                follower::follow(output, attempt, &self.sink).await
+                follower::follow(output, attempt, &self.env.sink).await
             }
             Err(error) => {
                 tracing::warn!(%error, "no sandbox output to read");
                 Outcome::default()
             }
         };
-        Some(match self.runtime.wait(name).await {
+        let ending = match runtime.wait(name).await {
             Ok(exit) => verdict(
                 &exit,
                 &outcome,
@@ -109,19 +167,24 @@ impl Execution {
                 &self.request,
             ),
             Err(error) => Ending::Retry(format!("the sandbox was lost: {error}")),
-        })
+        };
+        (Some(ending), acked)
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(error) = airlock_mq::ack(delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await {
+        tracing::warn!(%error, "run request not acknowledged; a redelivery finds the attempt claimed");
     }
 }
 
 impl Execution {
-    /// Creates the sandbox and acknowledges the request; `Err` is how the attempt ends
-    /// (`None`: another execution owns the sandbox).
-    async fn create(
-        &self,
-        sandbox: &SandboxRequest,
-        delivery: &Delivery,
-    ) -> Result<(), Option<Ending>> {
-        self.sink
+    /// Creates the sandbox; `Err` is how the attempt ends (`None`: another execution
+    /// owns the sandbox).
+    async fn create(&self, sandbox: &SandboxRequest) -> Result<(), Option<Ending>> {
+        let runtime = &self.env.runtime;
+        self.env
+            .sink
             .status(
                 self.attempt(),
                 RunState::Scheduling,
@@ -130,20 +193,16 @@ impl Execution {
             )
             .await;
         let started = std::time::Instant::now();
-        let created = self.runtime.create(sandbox).await;
-        crate::metrics::sandbox_created(self.runtime.kind(), started.elapsed(), &created);
+        let created = runtime.create(sandbox).await;
+        crate::metrics::sandbox_created(runtime.kind(), started.elapsed(), &created);
         if let Err(error) = &created {
             tracing::warn!(%error, "the sandbox could not be created");
-        }
-        let acked = airlock_mq::ack(delivery, airlock_mq::topology::RUN_REQUESTS_QUEUE).await;
-        if let Err(error) = acked {
-            tracing::warn!(%error, "run request not acknowledged; a redelivery will find the sandbox");
         }
         match created {
             Ok(Created::New) => Ok(()),
             // A sandbox that outlives orchestrators and exists already is one nobody in
             // this process follows (the dispatcher knows the runs it follows): follow it.
-            Ok(Created::Existing) if self.runtime.survives_restart() => {
+            Ok(Created::Existing) if runtime.survives_restart() => {
                 tracing::info!(sandbox = %sandbox.sandbox_name(), "sandbox already exists; following it");
                 Ok(())
             }
@@ -162,7 +221,7 @@ impl Execution {
     /// sandbox's program starts or the sandbox ends first.
     async fn report_placement(&self, name: &str) {
         let (progress, mut placements) = mpsc::unbounded_channel();
-        let placing = self.runtime.until_started(name, progress);
+        let placing = self.env.runtime.until_started(name, progress);
         let mut placing = std::pin::pin!(placing);
         let mut done = false;
         loop {
@@ -183,7 +242,10 @@ impl Execution {
             Placement::Scheduling(reason) => (RunState::Scheduling, Some(reason)),
             Placement::Starting(reason) => (RunState::Starting, reason),
         };
-        self.sink.status(self.attempt(), state, reason, None).await;
+        self.env
+            .sink
+            .status(self.attempt(), state, reason, None)
+            .await;
     }
 }
 

@@ -1,27 +1,33 @@
-//! The orchestrator: consumes run requests, enforces capacity and per-team limits in
-//! priority then first-come order, runs each attempt in a sandbox (see [`runtime`]),
-//! follows its output and status from outside, and reports everything to the
-//! result-processor through RabbitMQ. In PostgreSQL it writes only its own row of
-//! `orchestrators` (runtime and capacity, see `heartbeat`); it reads runs only to skip
-//! those of cancelled evaluations and finished attempts.
+//! The orchestrator: any number of replicas consume run requests as competing consumers,
+//! each within its own capacity; PostgreSQL decides who starts each attempt and whether
+//! global limits allow it (a claim, see `airlock_db::claims`). Each attempt runs in a
+//! sandbox (see [`runtime`]) whose output and status are followed from outside and
+//! reported to the result-processor through RabbitMQ.
+//!
+//! Each replica holds a lease (`airlock_service::ReplicaLease`); a replica that loses it
+//! exits at once, and survivors take over its claims ([`takeover`]). Singletons (the
+//! Kubernetes reaper, forgetting long-ended replicas) run on the holder of a leader lease
+//! ([`singletons`]). In PostgreSQL an orchestrator writes its own `replicas` row, its
+//! claims and leader leases; it reads runs only to skip cancelled and finished ones.
 
 mod broker;
 pub mod config;
 mod dispatcher;
 mod execute;
 mod follower;
-mod heartbeat;
 mod metrics;
 mod reports;
 mod retry;
 pub mod runtime;
 pub mod scheduler;
+mod singletons;
+mod takeover;
 
 pub use config::{Cli, Config};
 
-use airlock_core::RunState;
-use airlock_db::Db;
-use airlock_service::Readiness;
+use airlock_core::replica::ReplicaService;
+use airlock_db::{Db, ReplicaInfo};
+use airlock_service::{Readiness, ReplicaLease};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -29,25 +35,30 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::reports::{Attempt, ReportSink};
-use crate::retry::RetryPolicy;
+use crate::execute::ExecutionEnv;
+use crate::reports::ReportSink;
 use crate::runtime::SandboxRuntime;
 use crate::runtime::kubernetes::KubernetesRuntime;
-use crate::runtime::local::{LocalConfig, LocalRuntime};
+use crate::runtime::local::{LocalConfig, LocalRuntime, ReplicaDir};
 
 pub struct Orchestrator {
     listener: TcpListener,
     config: Config,
     db: Db,
+    replica_id: String,
     runtime: Arc<dyn SandboxRuntime>,
-    /// Stops the runtime's own tasks (the pod watcher, the reaper) at the very end.
+    /// The local runtime's directory lock, held for the life of the process.
+    _replica_dir: Option<ReplicaDir>,
+    /// Replicas that died on this host (their sandboxes were taken over at start).
+    dead_on_host: Vec<String>,
+    /// Stops the runtime's own tasks (the pod watcher) at the very end.
     runtime_stop: CancellationToken,
     shutdown: CancellationToken,
 }
 
 impl Orchestrator {
-    /// Checks the configuration and the sandbox runtime; fails with a clear message when
-    /// sandboxes cannot be made here.
+    /// Checks the configuration, the database schema, the other replicas and the sandbox
+    /// runtime; fails with a clear message when this replica cannot work here.
     pub async fn build(
         config: Config,
         listener: TcpListener,
@@ -57,13 +68,22 @@ impl Orchestrator {
             config.common.database_url.expose(),
             config.common.db_max_connections.min(4),
         )?;
+        db.require_current_schema("orchestrator").await?;
+        let replica_id = config.replica.id(ReplicaService::Orchestrator);
+        check_peers(&db, &config).await?;
         let runtime_stop = CancellationToken::new();
+        let mut replica_dir = None;
+        let mut dead_on_host = Vec::new();
         let runtime: Arc<dyn SandboxRuntime> = match config.runtime.as_str() {
             "local" => {
-                let mut local = LocalConfig::new(config.worker_path()?, config.sandbox_dir.clone());
+                let dir = ReplicaDir::take(&config.sandbox_dir, &replica_id)?;
+                dead_on_host = dir.take_over_dead(&config.sandbox_dir);
+                let mut local = LocalConfig::new(config.worker_path()?, dir.state_dir());
                 local.bwrap_path = config.bwrap_path.clone();
                 local.uid_base = config.sandbox_uid_base;
-                local.slots = u32::try_from(config.capacity()).unwrap_or(u32::MAX);
+                local.uid_lock_dir = config.sandbox_uid_lock_dir.clone();
+                local.slots = config.sandbox_uid_count;
+                replica_dir = Some(dir);
                 Arc::new(LocalRuntime::new(local)?)
             }
             "kubernetes" => {
@@ -73,12 +93,16 @@ impl Orchestrator {
                 anyhow::bail!("unknown AIRLOCK_RUNTIME `{other}`; supported: local, kubernetes")
             }
         };
-        metrics::init(runtime.kind(), &db);
+        metrics::init(runtime.kind(), &db, &replica_id)
+            .map_err(|e| anyhow::anyhow!("cannot register the orchestrator's metrics: {e}"))?;
         Ok(Self {
             listener,
             config,
             db,
+            replica_id,
             runtime,
+            _replica_dir: replica_dir,
+            dead_on_host,
             runtime_stop,
             shutdown,
         })
@@ -90,23 +114,56 @@ impl Orchestrator {
 
     /// Runs until shutdown. Then it stops taking new runs, lets running attempts finish
     /// within the grace period (reporting their end), stops what is left and reports
-    /// it, and closes the broker connection last.
+    /// it, withdraws the replica and closes the broker connection last.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             listener,
             config,
             db,
+            replica_id,
             runtime,
+            _replica_dir,
+            dead_on_host,
             runtime_stop,
             shutdown,
         } = self;
+        let info = ReplicaInfo {
+            id: replica_id,
+            service: ReplicaService::Orchestrator,
+            host: airlock_service::replica::host_name(),
+            runtime: Some(runtime.kind().to_owned()),
+            capacity: Some(u32::try_from(config.capacity()).unwrap_or(u32::MAX)),
+            team_max_concurrent_runs: config.team_max_concurrent_runs,
+            platform_max_concurrent_runs: config.platform_max_concurrent_runs,
+        };
+        let lease = ReplicaLease::register(db.clone(), info, config.replica.lease()).await?;
+        for dead in &dead_on_host {
+            // Known dead (its host lock was free): its claims need not wait for expiry.
+            if let Ok(true) = db.mark_replica_lost(dead).await {
+                tracing::warn!(replica = %dead, "orchestrator replica lost: it died on this host");
+            }
+        }
         let readiness = Readiness::new(&["rabbitmq", "postgres", "sandbox-runtime"]);
         let (publisher_tx, publisher_rx) = watch::channel(None);
-        let sink = ReportSink::new(publisher_rx);
         let (commands_tx, commands_rx) = mpsc::channel(1024);
         let closing = CancellationToken::new();
         let executions = TaskTracker::new();
+        let env = Arc::new(ExecutionEnv {
+            runtime: runtime.clone(),
+            sink: ReportSink::new(publisher_rx, lease.clone()),
+            db: db.clone(),
+            lease: lease.clone(),
+            worker_env: config.worker_env(),
+            retry: config.retry_policy(),
+        });
 
+        tokio::spawn(lease.clone().run(closing.clone()));
+        // Its local sandboxes die with it; survivors retry or adopt its runs.
+        tokio::spawn(
+            lease
+                .clone()
+                .exit_when_lost(airlock_service::replica::EXIT_LEASE_LOST),
+        );
         let probe_db = db.clone();
         let probe = readiness.spawn_probe(
             "postgres",
@@ -116,15 +173,6 @@ impl Orchestrator {
                 let db = probe_db.clone();
                 async move { db.ping().await }
             },
-        );
-        let heartbeat = tokio::spawn(
-            heartbeat::Heartbeat {
-                db: db.clone(),
-                runtime: runtime.kind(),
-                max_concurrent_runs: config.capacity(),
-                team_max_concurrent_runs: config.team_max_concurrent_runs,
-            }
-            .run(closing.clone()),
         );
         let runtime_probe = runtime.clone();
         let runtime_health = readiness.spawn_probe(
@@ -144,24 +192,28 @@ impl Orchestrator {
                 }
             },
         );
-        if runtime.survives_restart() {
-            tokio::spawn(resume_sandboxes(
-                runtime.clone(),
-                db.clone(),
-                commands_tx.clone(),
-            ));
-        } else {
-            tokio::spawn(recover_leftovers(
-                runtime.clone(),
-                db.clone(),
-                sink.clone(),
-                config.retry_policy(),
-            ));
+        if !runtime.survives_restart() {
+            // Before anything new starts: a sandbox listed now is a leftover.
+            clean_up_leftovers(runtime.clone()).await;
         }
+        tokio::spawn(
+            takeover::Takeover {
+                env: env.clone(),
+                commands: commands_tx.clone(),
+                batch: u32::try_from(config.capacity()).unwrap_or(u32::MAX).max(1),
+            }
+            .run(closing.clone()),
+        );
+        tokio::spawn(singletons::claim_releases(
+            db.clone(),
+            commands_tx.clone(),
+            closing.clone(),
+        ));
+        singletons::spawn(&env, &config, closing.clone());
         let broker = tokio::spawn(
             broker::BrokerTask {
                 url: config.common.amqp_url.expose().to_owned(),
-                prefetch: config.prefetch,
+                prefetch: config.prefetch(),
                 readiness: readiness.clone(),
                 publisher: publisher_tx,
                 dispatcher: commands_tx.clone(),
@@ -170,31 +222,32 @@ impl Orchestrator {
         );
         let dispatcher = tokio::spawn(
             dispatcher::Dispatcher {
-                runtime: runtime.clone(),
-                db,
-                sink,
-                limits: scheduler::Limits {
-                    capacity: config.capacity(),
-                    per_team: config.team_quota(),
-                },
+                env: env.clone(),
+                capacity: config.capacity(),
+                limits: config.global_limits(),
                 commands: commands_rx,
                 completions: commands_tx,
                 executions: executions.clone(),
-                worker_env: Arc::new(config.worker_env()),
-                retry: config.retry_policy(),
             }
             .run(shutdown.clone(), closing.clone()),
         );
         let router = airlock_service::ops_router(readiness)
             .layer(axum::middleware::from_fn(airlock_service::http_metrics));
-        tracing::info!(addr = %listener.local_addr()?, runtime = runtime.kind(), capacity = config.capacity(), "orchestrator listening");
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            runtime = runtime.kind(),
+            capacity = config.capacity(),
+            replica = %lease.id(),
+            "orchestrator listening"
+        );
         airlock_service::serve(listener, router, shutdown.clone()).await?;
 
         executions.close();
         let grace = Duration::from_secs(config.common.shutdown_grace_secs);
         if runtime.survives_restart() {
-            // Sandboxes run on without this process; the next one resumes following them.
-            tracing::info!("leaving running sandboxes to the next orchestrator");
+            // Sandboxes run on without this process; another replica adopts them as
+            // soon as this one has withdrawn.
+            tracing::info!("leaving running sandboxes to the other replicas");
         } else if airlock_service::drain("running sandboxes", grace, executions.wait())
             .await
             .is_none()
@@ -211,7 +264,6 @@ impl Orchestrator {
         }
         closing.cancel();
         airlock_service::drain("dispatcher", Duration::from_secs(5), dispatcher).await;
-        airlock_service::drain("heartbeat", Duration::from_secs(5), heartbeat).await;
         airlock_service::drain("broker connection", Duration::from_secs(5), broker).await;
         probe.abort();
         runtime_health.abort();
@@ -221,15 +273,44 @@ impl Orchestrator {
     }
 }
 
-/// Sandboxes left by an earlier orchestrator process cannot be followed any more (their
-/// output pipe died with it): stop them, clean up, and retry their runs (or end them as
-/// errors after the last attempt).
-async fn recover_leftovers(
-    runtime: Arc<dyn SandboxRuntime>,
-    db: Db,
-    sink: ReportSink,
-    retry: RetryPolicy,
-) {
+/// Refuses to join replicas that run another runtime or enforce other global limits:
+/// one database serves one kind of sandbox, and a quota means one number.
+async fn check_peers(db: &Db, config: &Config) -> anyhow::Result<()> {
+    let peers = db.live_replicas(ReplicaService::Orchestrator).await?;
+    for peer in peers {
+        if peer.runtime.as_deref() != Some(config.runtime.as_str()) {
+            anyhow::bail!(
+                "orchestrator replica {} on {} runs the {} runtime, this one would run {}: \
+                 replicas sharing a database must share the runtime (AIRLOCK_RUNTIME)",
+                peer.id,
+                peer.host,
+                peer.runtime.as_deref().unwrap_or("unknown"),
+                config.runtime
+            );
+        }
+        if peer.team_max_concurrent_runs != config.team_max_concurrent_runs
+            || peer.platform_max_concurrent_runs != config.platform_max_concurrent_runs
+        {
+            anyhow::bail!(
+                "orchestrator replica {} enforces AIRLOCK_TEAM_MAX_CONCURRENT_RUNS={:?} and \
+                 AIRLOCK_PLATFORM_MAX_CONCURRENT_RUNS={:?}, this one {:?} and {:?}: every replica \
+                 must be given the same global limits",
+                peer.id,
+                peer.team_max_concurrent_runs,
+                peer.platform_max_concurrent_runs,
+                config.team_max_concurrent_runs,
+                config.platform_max_concurrent_runs
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sandboxes left on this host by an earlier process of this replica or by replicas that
+/// died here cannot be followed (their output pipe died with their orchestrator): stop
+/// and remove them. Their runs are retried by whichever replica takes over the dead
+/// replica's claims.
+async fn clean_up_leftovers(runtime: Arc<dyn SandboxRuntime>) {
     let leftovers = match runtime.list().await {
         Ok(list) => list,
         Err(error) => {
@@ -238,86 +319,8 @@ async fn recover_leftovers(
         }
     };
     for sandbox in leftovers {
-        tracing::warn!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cleaning up a sandbox left by an earlier orchestrator");
+        tracing::warn!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cleaning up a sandbox left by a replica that died");
         let _ = runtime.stop(&sandbox.name).await;
         let _ = runtime.remove(&sandbox.name).await;
-        let cause = "sandbox lost: the orchestrator restarted while it ran".to_owned();
-        match db.run_request(sandbox.run_id).await {
-            // The database may lag behind the sandbox's attempt, never run ahead of it
-            // unless the run has moved on to a later attempt elsewhere.
-            Ok(Some(mut request)) if request.attempt <= sandbox.attempt => {
-                request.attempt = sandbox.attempt;
-                let trace = airlock_core::TraceContext::new_root();
-                retry::retry_or_fail(&sink, retry, &request, trace, cause).await;
-            }
-            Ok(_) => {
-                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "its run has moved on; nothing to report")
-            }
-            Err(error) => {
-                tracing::error!(%error, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cannot read the lost run; reporting it as an error");
-                let attempt = Attempt {
-                    run_id: sandbox.run_id,
-                    evaluation_id: sandbox.evaluation_id,
-                    attempt: sandbox.attempt,
-                    trace: airlock_core::TraceContext::new_root(),
-                };
-                sink.status(attempt, RunState::Error, Some(cause), None)
-                    .await;
-            }
-        }
     }
-}
-
-/// Sandboxes that outlive the orchestrator and belong to live runs are followed again
-/// (their output is re-read from the start; downstream de-duplication by (run_id, seq)
-/// absorbs what was read before). The rest are left to the reaper: finished ones for
-/// their retention, live ones of finished runs as orphans.
-async fn resume_sandboxes(
-    runtime: Arc<dyn SandboxRuntime>,
-    db: Db,
-    commands: mpsc::Sender<dispatcher::Command>,
-) {
-    let sandboxes = match runtime.list().await {
-        Ok(list) => list,
-        Err(error) => {
-            tracing::error!(%error, "cannot list sandboxes to resume");
-            runtime.recovered(&[]);
-            return;
-        }
-    };
-    let mut resumed = Vec::new();
-    for sandbox in sandboxes {
-        let (admission, request) = loop {
-            match (
-                db.run_admission(sandbox.run_id).await,
-                db.run_request(sandbox.run_id).await,
-            ) {
-                (Ok(admission), Ok(request)) => break (admission, request),
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::warn!(%error, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "cannot read a run to resume; retrying");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        };
-        match (admission, request) {
-            (Some((state, attempt, cancelled)), Some(mut request))
-                if !state.is_terminal() && attempt <= sandbox.attempt =>
-            {
-                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "resuming a sandbox");
-                request.attempt = sandbox.attempt;
-                resumed.push(sandbox.name.clone());
-                let command = dispatcher::Command::Resume {
-                    request: Box::new(request),
-                    cancelled,
-                };
-                if commands.send(command).await.is_err() {
-                    break;
-                }
-            }
-            _ => {
-                tracing::info!(sandbox = %sandbox.name, run_id = %sandbox.run_id, evaluation_id = %sandbox.evaluation_id, "its run has finished or moved on; left to the reaper")
-            }
-        }
-    }
-    runtime.recovered(&resumed);
 }

@@ -6,6 +6,7 @@
 use airlock_core::messages::{RunReport, RunRequest, RunStatusChange};
 use airlock_core::{EvaluationId, RunId, RunState, TraceContext};
 use airlock_mq::{Publisher, topology};
+use airlock_service::ReplicaLease;
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,9 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct ReportSink {
     publisher: watch::Receiver<Option<Arc<Publisher>>>,
+    /// Nothing is published once this replica's lease is not held: survivors may have
+    /// taken its runs over.
+    lease: ReplicaLease,
 }
 
 /// Identifies one attempt in status reports, with the trace it belongs to.
@@ -26,23 +30,32 @@ pub struct Attempt {
 }
 
 impl ReportSink {
-    pub fn new(publisher: watch::Receiver<Option<Arc<Publisher>>>) -> Self {
-        Self { publisher }
+    pub fn new(publisher: watch::Receiver<Option<Arc<Publisher>>>, lease: ReplicaLease) -> Self {
+        Self { publisher, lease }
     }
 
+    /// Publishes a report to its run's partition.
     pub async fn send(&self, report: &RunReport, trace: &TraceContext) {
-        self.publish(topology::REPORTS_EXCHANGE, report, trace)
+        let key = topology::report_routing_key(report.run_id());
+        self.publish(topology::REPORTS_EXCHANGE, &key, report, trace)
             .await;
     }
 
     /// Publishes a run request (a retry's next attempt).
     pub async fn request(&self, request: &RunRequest, trace: &TraceContext) {
-        self.publish(topology::RUNS_EXCHANGE, request, trace).await;
+        self.publish(
+            topology::RUNS_EXCHANGE,
+            topology::RUN_ROUTING_KEY,
+            request,
+            trace,
+        )
+        .await;
     }
 
     async fn publish<T: serde::Serialize>(
         &self,
         exchange: &str,
+        routing_key: &str,
         message: &T,
         trace: &TraceContext,
     ) {
@@ -55,16 +68,14 @@ impl ReportSink {
         };
         let mut publisher = self.publisher.clone();
         loop {
+            if !self.lease.is_held() {
+                tracing::warn!(exchange, "not published: this replica's lease is lost");
+                return;
+            }
             let current = publisher.borrow_and_update().clone();
             if let Some(current) = current {
                 let sent = match current
-                    .send(
-                        exchange,
-                        topology::RUN_ROUTING_KEY,
-                        &payload,
-                        0,
-                        Some(trace),
-                    )
+                    .send(exchange, routing_key, &payload, 0, Some(trace))
                     .await
                 {
                     Ok(pending) => pending.confirmed().await,

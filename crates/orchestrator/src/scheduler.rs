@@ -1,19 +1,18 @@
-//! Who runs next: waiting runs in priority then first-come order, a global capacity and
-//! a per-team limit. Pure bookkeeping, no I/O; the dispatcher drives it.
+//! Who runs next on this replica: waiting runs in priority then first-come order, this
+//! replica's capacity, and the global limits as PostgreSQL last answered them. Pure
+//! bookkeeping, no I/O; the dispatcher drives it.
+//!
+//! Global limits (team quota, platform limit) are decided by the claim in PostgreSQL,
+//! never here. When a claim is refused, the scheduler remembers the refusal and skips that
+//! team (or everyone, for the platform limit) until a claim is released somewhere
+//! ([`Scheduler::unblock`]), so it does not ask again for every waiting run.
 
+use airlock_core::replica::Refusal;
 use airlock_core::spec::Priority;
 use airlock_core::{EvaluationId, RunId, TeamId, TraceContext};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Runs at once on this orchestrator.
-    pub capacity: usize,
-    /// Runs at once per team.
-    pub per_team: usize,
-}
 
 /// What the scheduler needs to know of a waiting run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,26 +39,27 @@ type Key = (Reverse<Priority>, DateTime<Utc>, u64);
 
 /// Waiting runs, each with a payload (the delivery to ack later).
 pub struct Scheduler<T> {
-    limits: Limits,
+    /// Runs at once on this replica.
+    capacity: usize,
     waiting: BTreeMap<Key, (Ticket, T)>,
     keys: HashMap<RunId, Key>,
     running: HashMap<RunId, Ticket>,
-    per_team: HashMap<TeamId, usize>,
-    /// Runs the sandbox runtime sees holding a sandbox (a watcher's live pods), counted
-    /// together with `running` so capacity covers what really runs.
-    sandboxes: HashMap<RunId, TeamId>,
+    /// Teams whose last claim was refused for their quota.
+    blocked_teams: HashMap<TeamId, Refusal>,
+    /// The platform limit refused the last claim.
+    blocked_platform: Option<Refusal>,
     arrivals: u64,
 }
 
 impl<T> Scheduler<T> {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self {
-            limits,
+            capacity,
             waiting: BTreeMap::new(),
             keys: HashMap::new(),
             running: HashMap::new(),
-            per_team: HashMap::new(),
-            sandboxes: HashMap::new(),
+            blocked_teams: HashMap::new(),
+            blocked_platform: None,
             arrivals: 0,
         }
     }
@@ -78,42 +78,59 @@ impl<T> Scheduler<T> {
         self.waiting.insert(key, (ticket, payload));
     }
 
-    /// Takes the first waiting run that may start at `now` and counts it as running.
+    /// Takes the first waiting run that may start at `now` and holds a slot for it.
     pub fn next_startable(&mut self, now: DateTime<Utc>) -> Option<(Ticket, T)> {
-        if self.running_total() >= self.limits.capacity {
+        if self.running.len() >= self.capacity || self.blocked_platform.is_some() {
             return None;
         }
         let key = self
             .waiting
             .iter()
             .find(|(_, (ticket, _))| {
-                ticket.due(now) && self.team_running(ticket.team_id) < self.limits.per_team
+                ticket.due(now) && !self.blocked_teams.contains_key(&ticket.team_id)
             })
             .map(|(key, _)| *key)?;
         let (ticket, payload) = self.waiting.remove(&key)?;
         self.keys.remove(&ticket.run_id);
-        *self.per_team.entry(ticket.team_id).or_default() += 1;
         self.running.insert(ticket.run_id, ticket.clone());
         Some((ticket, payload))
     }
 
-    /// Counts a run that is already running (resumed after a restart) whatever the
-    /// limits: its sandbox exists.
+    /// Puts a run taken by [`Self::next_startable`] back in its place (its claim was
+    /// refused), remembering why.
+    pub fn refused(&mut self, ticket: Ticket, payload: T, refusal: Refusal) {
+        self.running.remove(&ticket.run_id);
+        match refusal {
+            Refusal::TeamQuota { .. } => {
+                self.blocked_teams.insert(ticket.team_id, refusal);
+            }
+            Refusal::PlatformLimit { .. } => self.blocked_platform = Some(refusal),
+        }
+        self.enqueue(ticket, payload);
+    }
+
+    /// A claim was released somewhere: refused runs may ask again.
+    pub fn unblock(&mut self) {
+        self.blocked_teams.clear();
+        self.blocked_platform = None;
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.blocked_platform.is_some() || !self.blocked_teams.is_empty()
+    }
+
+    /// Counts a run that is already running (adopted from a lost replica) whatever the
+    /// capacity: its sandbox exists.
     pub fn adopt(&mut self, ticket: Ticket) {
         if self.is_known(ticket.run_id) {
             return;
         }
-        *self.per_team.entry(ticket.team_id).or_default() += 1;
         self.running.insert(ticket.run_id, ticket);
     }
 
-    /// Frees the slot of a run that ended.
+    /// Frees the slot of a run that ended (or never started).
     pub fn finished(&mut self, run_id: RunId) {
-        if let Some(ticket) = self.running.remove(&run_id)
-            && let Some(count) = self.per_team.get_mut(&ticket.team_id)
-        {
-            *count = count.saturating_sub(1);
-        }
+        self.running.remove(&run_id);
     }
 
     /// Removes every waiting run of an evaluation.
@@ -147,36 +164,24 @@ impl<T> Scheduler<T> {
             .collect()
     }
 
+    /// The evaluations with a run holding a slot here.
+    pub fn running_evaluations(&self) -> Vec<EvaluationId> {
+        let mut ids: Vec<EvaluationId> = self.running.values().map(|t| t.evaluation_id).collect();
+        ids.sort_unstable_by_key(|id| id.as_uuid());
+        ids.dedup();
+        ids
+    }
+
     pub fn running_count(&self) -> usize {
         self.running.len()
     }
 
+    pub fn free_slots(&self) -> usize {
+        self.capacity.saturating_sub(self.running.len())
+    }
+
     pub fn waiting_count(&self) -> usize {
         self.waiting.len()
-    }
-
-    fn team_running(&self, team: TeamId) -> usize {
-        let others = self
-            .sandboxes
-            .iter()
-            .filter(|(run, t)| **t == team && !self.running.contains_key(run))
-            .count();
-        self.per_team.get(&team).copied().unwrap_or(0) + others
-    }
-
-    /// Running runs: this scheduler's, and any other the runtime sees a sandbox of.
-    fn running_total(&self) -> usize {
-        let others = self
-            .sandboxes
-            .keys()
-            .filter(|run| !self.running.contains_key(run))
-            .count();
-        self.running.len() + others
-    }
-
-    /// What the runtime sees running now (for runtimes that can tell).
-    pub fn observe_sandboxes(&mut self, live: HashMap<RunId, TeamId>) {
-        self.sandboxes = live;
     }
 
     /// The earliest time a held-back retry becomes due.
@@ -190,23 +195,23 @@ impl<T> Scheduler<T> {
     /// Why each waiting run that is due has not started, in words a person understands.
     /// (A retry held back by its backoff already said why.)
     pub fn waiting_reasons(&self, now: DateTime<Utc>) -> Vec<(&Ticket, String)> {
-        let running = self.running_total();
-        let full = running >= self.limits.capacity;
+        let full = self.running.len() >= self.capacity;
         self.waiting
             .values()
             .filter(|(ticket, _)| ticket.due(now))
             .map(|(ticket, _)| {
-                let reason = if full {
+                let reason = if let Some(refusal) = self.blocked_platform {
+                    refusal.to_string()
+                } else if let Some(refusal) = self.blocked_teams.get(&ticket.team_id) {
+                    refusal.to_string()
+                } else if full {
                     format!(
-                        "capacity full: {} of {} running",
-                        running, self.limits.capacity
+                        "capacity full: {} of {} running on this orchestrator",
+                        self.running.len(),
+                        self.capacity
                     )
                 } else {
-                    format!(
-                        "team quota reached: {} of {}",
-                        self.team_running(ticket.team_id),
-                        self.limits.per_team
-                    )
+                    "waiting for a slot".to_owned()
                 };
                 (ticket, reason)
             })
@@ -238,10 +243,7 @@ mod tests {
     #[test]
     fn a_retry_waits_for_its_time() {
         let team = TeamId::new();
-        let mut s = Scheduler::new(Limits {
-            capacity: 2,
-            per_team: 2,
-        });
+        let mut s = Scheduler::new(2);
         let mut retry = ticket(team, Priority::High, 0);
         retry.not_before = Some(now() + chrono::Duration::seconds(5));
         s.enqueue(retry, "retry");
@@ -264,10 +266,7 @@ mod tests {
     #[test]
     fn priority_then_first_come() {
         let team = TeamId::new();
-        let mut s = Scheduler::new(Limits {
-            capacity: 10,
-            per_team: 10,
-        });
+        let mut s = Scheduler::new(10);
         s.enqueue(ticket(team, Priority::Normal, 1), "normal-early");
         s.enqueue(ticket(team, Priority::Low, 0), "low");
         s.enqueue(ticket(team, Priority::High, 5), "high");
@@ -278,38 +277,72 @@ mod tests {
     }
 
     #[test]
-    fn capacity_and_team_quota_bind_with_reasons() {
-        let (a, b) = (TeamId::new(), TeamId::new());
-        let mut s = Scheduler::new(Limits {
-            capacity: 3,
-            per_team: 2,
-        });
-        for i in 0..3 {
-            s.enqueue(ticket(a, Priority::Normal, i), "a");
-        }
-        s.enqueue(ticket(b, Priority::Normal, 10), "b");
-        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("a"));
-        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("a"));
-        // Team a is at its quota: b goes ahead of a's third run.
-        assert_eq!(s.waiting_reasons(now())[0].1, "team quota reached: 2 of 2");
-        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("b"));
-        assert_eq!(s.next_startable(now()).map(|(_, p)| p), None);
+    fn capacity_binds_with_a_reason() {
+        let team = TeamId::new();
+        let mut s = Scheduler::new(1);
+        s.enqueue(ticket(team, Priority::Normal, 0), "a");
+        s.enqueue(ticket(team, Priority::Normal, 1), "b");
+        let (first, _) = s.next_startable(now()).expect("a starts");
+        assert!(s.next_startable(now()).is_none());
         assert_eq!(
             s.waiting_reasons(now())[0].1,
-            "capacity full: 3 of 3 running"
+            "capacity full: 1 of 1 running on this orchestrator"
         );
-        let first_running = s.running.keys().next().copied().expect("running");
-        s.finished(first_running);
-        assert_eq!(s.running_count(), 2);
+        s.finished(first.run_id);
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("b"));
+    }
+
+    #[test]
+    fn a_refused_team_waits_in_place_until_a_release_while_others_go_ahead() {
+        let (red, blue) = (TeamId::new(), TeamId::new());
+        let mut s = Scheduler::new(10);
+        s.enqueue(ticket(red, Priority::High, 0), "red");
+        s.enqueue(ticket(blue, Priority::Normal, 1), "blue");
+        let (t, p) = s.next_startable(now()).expect("red first");
+        assert_eq!(p, "red");
+        s.refused(
+            t,
+            p,
+            Refusal::TeamQuota {
+                running: 4,
+                limit: 4,
+            },
+        );
+        assert_eq!(s.running_count(), 0, "the refused run holds no slot");
+        assert_eq!(s.waiting_reasons(now())[0].1, "team quota reached: 4 of 4");
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("blue"));
+        assert!(s.next_startable(now()).is_none(), "red stays blocked");
+        s.unblock();
+        assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("red"));
+    }
+
+    #[test]
+    fn the_platform_limit_blocks_everyone() {
+        let mut s = Scheduler::new(10);
+        s.enqueue(ticket(TeamId::new(), Priority::Normal, 0), 1);
+        s.enqueue(ticket(TeamId::new(), Priority::Normal, 1), 2);
+        let (t, p) = s.next_startable(now()).expect("first");
+        s.refused(
+            t,
+            p,
+            Refusal::PlatformLimit {
+                running: 8,
+                limit: 8,
+            },
+        );
+        assert!(s.next_startable(now()).is_none());
+        assert!(s.is_blocked());
+        assert!(
+            s.waiting_reasons(now())
+                .iter()
+                .all(|(_, r)| r == "platform limit reached: 8 of 8 running")
+        );
     }
 
     #[test]
     fn duplicates_are_ignored_and_evaluations_removed() {
         let team = TeamId::new();
-        let mut s = Scheduler::new(Limits {
-            capacity: 0,
-            per_team: 1,
-        });
+        let mut s = Scheduler::new(0);
         let t = ticket(team, Priority::Normal, 0);
         s.enqueue(t.clone(), 1);
         s.enqueue(t.clone(), 2);
@@ -320,28 +353,12 @@ mod tests {
     }
 
     #[test]
-    fn sandboxes_the_runtime_sees_count_against_capacity_and_quota() {
-        let red = TeamId::new();
-        let blue = TeamId::new();
-        let mut s = Scheduler::new(Limits {
-            capacity: 3,
-            per_team: 2,
-        });
-        let mine = ticket(red, Priority::Normal, 0);
-        s.adopt(mine.clone());
-        // The runtime sees this scheduler's run and two it does not run (say orphans).
-        s.observe_sandboxes(HashMap::from([
-            (mine.run_id, red),
-            (RunId::new(), red),
-            (RunId::new(), blue),
-        ]));
-        s.enqueue(ticket(blue, Priority::Normal, 1), "blue");
-        assert!(s.next_startable(now()).is_none(), "3 of 3 running");
-        let reasons = s.waiting_reasons(now());
-        assert_eq!(reasons[0].1, "capacity full: 3 of 3 running");
-        s.observe_sandboxes(HashMap::from([(mine.run_id, red), (RunId::new(), red)]));
-        s.enqueue(ticket(red, Priority::High, 2), "red");
-        let (started, _) = s.next_startable(now()).expect("blue may start");
-        assert_eq!(started.team_id, blue, "red is at its quota of 2");
+    fn adopted_runs_hold_slots_whatever_the_capacity() {
+        let mut s: Scheduler<()> = Scheduler::new(1);
+        let team = TeamId::new();
+        s.adopt(ticket(team, Priority::Normal, 0));
+        s.adopt(ticket(team, Priority::Normal, 1));
+        assert_eq!(s.running_count(), 2);
+        assert_eq!(s.free_slots(), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! The result-processor's configuration.
 
-use airlock_service::CommonConfig;
+use airlock_service::{CommonConfig, ReplicaConfig};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -18,6 +18,8 @@ pub struct Cli {
 pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
+    #[command(flatten)]
+    pub replica: ReplicaConfig,
     /// Most reports applied in one database transaction (also the prefetch).
     #[arg(long, env = "AIRLOCK_RESULTS_BATCH_SIZE", default_value_t = 256)]
     pub batch_size: u16,

@@ -1,4 +1,5 @@
-//! Consuming run reports and control messages. Reports are applied in batches: up to
+//! Consuming run reports (from this replica's report partitions, see
+//! [`crate::partitions`]) and control messages. Reports are applied in batches: up to
 //! `batch_size` deliveries, or what arrived within `batch_wait` of the first. A batch is
 //! acknowledged only after its transaction committed and its updates were published;
 //! if anything fails, every delivery of the batch is returned to the queue, and the
@@ -9,11 +10,14 @@
 //! carries the context of a report that changed it.
 
 use airlock_core::messages::{Control, RunReport, Update};
+use airlock_core::replica::{ReplicaService, partitions_of};
 use airlock_core::{RunId, TraceContext};
 use airlock_db::Db;
 use airlock_db::results::Applied;
 use airlock_mq::{Delivery, Publisher, topology};
-use airlock_service::Readiness;
+use airlock_service::{Readiness, ReplicaLease};
+
+use crate::partitions::{Inbound, Partitions};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ const BATCH_BYTES: usize = 2 * 1024 * 1024;
 pub struct Consumer {
     pub url: String,
     pub db: Db,
+    pub lease: ReplicaLease,
     pub readiness: Readiness,
     pub batch_size: u16,
     pub batch_wait: Duration,
@@ -49,17 +54,34 @@ impl Consumer {
         .await;
     }
 
+    /// The report partitions assigned to this replica among the live ones, and whether
+    /// any other replica is alive.
+    async fn assignment(&self) -> (Vec<u16>, bool) {
+        let me = self.lease.id().to_owned();
+        let mut ids = match self.db.live_replicas(ReplicaService::ResultProcessor).await {
+            Ok(live) => live.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the live result-processors; keeping the assignment");
+                return (self.lease.partitions(), false);
+            }
+        };
+        if !ids.contains(&me) {
+            ids.push(me.clone());
+        }
+        let mine = partitions_of(&me, &ids);
+        self.lease.set_partitions(mine.clone());
+        (mine, ids.len() > 1)
+    }
+
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), Error> {
         let connection = airlock_mq::connect(&self.url, "airlock-result-processor").await?;
         topology::declare_all(&connection).await?;
         let publisher = Publisher::new(&connection).await?;
-        let mut reports = airlock_mq::consume(
-            &connection,
-            topology::RUN_REPORTS_QUEUE,
-            self.batch_size,
-            "results",
-        )
-        .await?;
+        let (mut partitions, mut inbound) = Partitions::new();
+        let (mine, _) = self.assignment().await;
+        for partition in &mine {
+            partitions.subscribe(&connection, *partition).await?;
+        }
         let mut control = airlock_mq::consume(
             &connection,
             topology::RESULTS_CONTROL_QUEUE,
@@ -68,7 +90,13 @@ impl Consumer {
         )
         .await?;
         self.readiness.set("rabbitmq", true);
-        tracing::info!("consuming run reports");
+        tracing::info!(partitions = ?mine, "consuming run reports");
+        // The first rebalance (soon) subscribes to the other partitions as a standby.
+        let mut rebalance = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_millis(500),
+            self.lease.length() / 3,
+        );
+        rebalance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
@@ -76,18 +104,23 @@ impl Consumer {
                     return Ok(());
                 }
                 () = airlock_mq::closed(&connection) => return Err(airlock_mq::MqError::ConnectionLost.into()),
-                first = reports.next() => {
+                _ = rebalance.tick() => {
+                    let (mine, others_alive) = self.assignment().await;
+                    partitions.rebalance(&connection, &mine, others_alive).await?;
+                }
+                first = inbound.recv() => {
                     let Some(first) = first else { return Err(airlock_mq::MqError::ConnectionLost.into()) };
-                    let first = first.map_err(airlock_mq::MqError::from)?;
+                    let Some(first) = accepted(&mut partitions, first) else { continue };
                     let mut bytes = first.data.len();
                     let mut batch = vec![first];
                     let deadline = tokio::time::Instant::now() + self.batch_wait;
                     while batch.len() < usize::from(self.batch_size) && bytes < BATCH_BYTES {
-                        match tokio::time::timeout_at(deadline, reports.next()).await {
-                            Ok(Some(delivery)) => {
-                                let delivery = delivery.map_err(airlock_mq::MqError::from)?;
-                                bytes += delivery.data.len();
-                                batch.push(delivery);
+                        match tokio::time::timeout_at(deadline, inbound.recv()).await {
+                            Ok(Some(next)) => {
+                                if let Some(delivery) = accepted(&mut partitions, next) {
+                                    bytes += delivery.data.len();
+                                    batch.push(delivery);
+                                }
                             }
                             Ok(None) | Err(_) => break,
                         }
@@ -244,6 +277,25 @@ fn log_applied(applied: &Applied, traces: &Traces) {
             reason = %rejection.reason,
             "run report rejected"
         );
+    }
+}
+
+/// The delivery of a live subscription; `None` for one whose subscription was closed
+/// since (the broker has returned it to its queue) or for a subscription that ended.
+fn accepted(partitions: &mut Partitions, inbound: Inbound) -> Option<Delivery> {
+    match inbound {
+        Inbound::Delivery {
+            partition,
+            generation,
+            delivery,
+        } => partitions.accept(partition, generation).then_some(delivery),
+        Inbound::Ended {
+            partition,
+            generation,
+        } => {
+            partitions.ended(partition, generation);
+            None
+        }
     }
 }
 

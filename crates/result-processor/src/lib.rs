@@ -2,15 +2,21 @@
 //! in batches (idempotent by run and worker seq), applies the run state machine, keeps
 //! evaluation status and score aggregates current, and publishes each committed change
 //! to every gateway replica — only after its transaction commits.
+//!
+//! Any number of replicas run side by side: each holds a lease and consumes the report
+//! partitions assigned to it (a partition has one active consumer at a time, so a run's
+//! reports are applied in order), standing by for the others.
 
 mod config;
 mod consumer;
 mod metrics;
+mod partitions;
 
 pub use config::{Cli, Config};
 
-use airlock_db::Db;
-use airlock_service::Readiness;
+use airlock_core::replica::ReplicaService;
+use airlock_db::{Db, ReplicaInfo};
+use airlock_service::{Readiness, ReplicaLease};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +39,9 @@ impl ResultProcessor {
             config.common.database_url.expose(),
             config.common.db_max_connections,
         )?;
-        metrics::init(&db);
+        db.require_current_schema("result-processor").await?;
+        metrics::init(&db)
+            .map_err(|e| anyhow::anyhow!("cannot register the result-processor's metrics: {e}"))?;
         Ok(Self {
             listener,
             db,
@@ -57,6 +65,23 @@ impl ResultProcessor {
             config,
             shutdown,
         } = self;
+        let info = ReplicaInfo {
+            id: config.replica.id(ReplicaService::ResultProcessor),
+            service: ReplicaService::ResultProcessor,
+            host: airlock_service::replica::host_name(),
+            runtime: None,
+            capacity: None,
+            team_max_concurrent_runs: None,
+            platform_max_concurrent_runs: None,
+        };
+        let lease = ReplicaLease::register(db.clone(), info, config.replica.lease()).await?;
+        let closing = CancellationToken::new();
+        let lease_task = tokio::spawn(lease.clone().run(closing.clone()));
+        tokio::spawn(
+            lease
+                .clone()
+                .exit_when_lost(airlock_service::replica::EXIT_LEASE_LOST),
+        );
         let probe_db = db.clone();
         let probe = readiness.spawn_probe(
             "postgres",
@@ -72,6 +97,7 @@ impl ResultProcessor {
             consumer::Consumer {
                 url: config.common.amqp_url.expose().to_owned(),
                 db,
+                lease,
                 readiness: readiness.clone(),
                 batch_size: config.batch_size,
                 batch_wait: Duration::from_millis(config.batch_wait_ms),
@@ -88,6 +114,8 @@ impl ResultProcessor {
             consumer,
         )
         .await;
+        closing.cancel();
+        airlock_service::drain("replica lease", Duration::from_secs(5), lease_task).await;
         probe.abort();
         gauges.abort();
         tracing::info!("result-processor stopped");

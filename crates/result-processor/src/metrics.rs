@@ -3,7 +3,7 @@
 use airlock_db::Db;
 use airlock_db::results::Applied;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -22,72 +22,69 @@ struct Metrics {
     runs: IntGaugeVec,
 }
 
-static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
-    Some(Metrics {
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+fn register() -> prometheus::Result<Metrics> {
+    Ok(Metrics {
         events: prometheus::register_int_counter!(
             "airlock_events_ingested_total",
             "Run events persisted."
-        )
-        .ok()?,
+        )?,
         duplicates: prometheus::register_int_counter!(
             "airlock_events_duplicate_total",
             "Run events ignored as already persisted."
-        )
-        .ok()?,
+        )?,
         rejected: prometheus::register_int_counter!(
             "airlock_run_transitions_rejected_total",
             "Run state changes refused by the state machine."
-        )
-        .ok()?,
+        )?,
         batch_size: prometheus::register_histogram!(
             "airlock_ingest_batch_size",
             "Reports applied per database transaction.",
             vec![1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]
-        )
-        .ok()?,
+        )?,
         batch_seconds: prometheus::register_histogram!(
             "airlock_ingest_batch_duration_seconds",
             "Time to apply and commit one batch of reports and publish its updates.",
             vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
-        )
-        .ok()?,
+        )?,
         transitions: prometheus::register_int_counter_vec!(
             "airlock_run_transitions_total",
             "Run state changes applied, by new state.",
             &["state"]
-        )
-        .ok()?,
+        )?,
         run_seconds: prometheus::register_histogram_vec!(
             "airlock_run_duration_seconds",
             "Time from a run's start to its final state, by final state (from its submission when it never started).",
             &["state"],
             vec![
-                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-                7200.0, 21600.0, 86400.0
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+                21600.0, 86400.0
             ]
-        )
-        .ok()?,
+        )?,
         queue_wait: prometheus::register_histogram!(
             "airlock_run_queue_wait_seconds",
             "Time from a run's submission to its start (first running).",
             vec![
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-                900.0, 3600.0
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                3600.0
             ]
-        )
-        .ok()?,
+        )?,
         runs: prometheus::register_int_gauge_vec!(
             "airlock_runs",
             "Runs by state, as stored in PostgreSQL.",
             &["state"]
-        )
-        .ok()?,
+        )?,
     })
-});
+}
 
-/// Registers the result-processor's metrics and reports `db`'s pool.
-pub fn init(db: &Db) {
-    LazyLock::force(&METRICS);
+/// Registers the result-processor's metrics and reports `db`'s pool. Fails when a
+/// metric cannot be registered (start-up stops).
+pub fn init(db: &Db) -> prometheus::Result<()> {
+    if METRICS.get().is_none() {
+        let metrics = register()?;
+        let _ = METRICS.set(metrics);
+    }
     let db = db.clone();
     airlock_service::observe_db_pool(move || {
         let usage = db.pool_usage();
@@ -97,10 +94,11 @@ pub fn init(db: &Db) {
             max: usage.max,
         }
     });
+    Ok(())
 }
 
 pub fn batch(reports: usize, seconds: f64, applied: &Applied) {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.batch_size.observe(reports as f64);
         m.batch_seconds.observe(seconds);
         m.events.inc_by(applied.events_stored as u64);
@@ -127,7 +125,7 @@ pub async fn refresh_runs(db: Db, stop: CancellationToken) {
     loop {
         match db.runs_by_state().await {
             Ok(counts) => {
-                if let Some(m) = METRICS.as_ref() {
+                if let Some(m) = METRICS.get() {
                     for (state, count) in counts {
                         m.runs.with_label_values(&[state.as_str()]).set(count);
                     }

@@ -4,11 +4,13 @@
 
 mod metrics;
 mod readiness;
+pub mod replica;
 mod secret;
 mod shutdown;
 
 pub use metrics::{PoolSample, http_metrics, init_metrics, observe_db_pool, render_metrics};
 pub use readiness::Readiness;
+pub use replica::{LeaderLease, ReplicaConfig, ReplicaLease};
 pub use secret::Secret;
 pub use shutdown::{drain, shutdown_token};
 

@@ -119,3 +119,12 @@ fn rabbitmqctl(args: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Restarts the RabbitMQ node every test shares (its application, not the Erlang VM):
+/// every connection drops, durable queues and their messages survive. Only for a test
+/// binary that runs alone (cargo runs test binaries one after another).
+pub fn restart_rabbitmq() {
+    rabbitmqctl(&["stop_app"]);
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+}

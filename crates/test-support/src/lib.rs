@@ -12,7 +12,7 @@ pub mod requests;
 pub mod stack;
 
 pub use client::{Api, SocketAuth, Stream, assert_contiguous, seqs};
-pub use infra::{TestBroker, TestDatabase};
+pub use infra::{TestBroker, TestDatabase, restart_rabbitmq};
 pub use proxy::Proxy;
 pub use requests::redelivery_of_first_run;
 pub use stack::{Service, Stack, StackOptions};

@@ -43,6 +43,8 @@ pub struct StackOptions {
     pub gateway_postgres_port: Option<u16>,
     /// Query parameters added to every service's database URL (e.g. `sslmode=require`).
     pub database_params: Option<String>,
+    /// Replicas of each service started with the stack (default one each).
+    pub replicas: Vec<(Service, usize)>,
 }
 
 impl Default for StackOptions {
@@ -54,9 +56,13 @@ impl Default for StackOptions {
             gateway_amqp_port: None,
             gateway_postgres_port: None,
             database_params: None,
+            replicas: Vec::new(),
         }
     }
 }
+
+/// One process of the stack: a service and its replica number.
+pub type Replica = (Service, usize);
 
 pub struct Stack {
     pub db: TestDatabase,
@@ -66,8 +72,8 @@ pub struct Stack {
     pub log_dir: PathBuf,
     /// First host uid of this stack's sandboxes (each stack gets its own range of 64).
     pub uid_base: u32,
-    processes: HashMap<Service, Child>,
-    ports: HashMap<Service, u16>,
+    processes: HashMap<Replica, Child>,
+    ports: HashMap<Replica, u16>,
 }
 
 impl Stack {
@@ -88,21 +94,45 @@ impl Stack {
             processes: HashMap::new(),
             ports: HashMap::new(),
         };
+        stack.migrate().await;
+        let mut started = Vec::new();
         for service in [
             Service::Gateway,
             Service::ResultProcessor,
             Service::Orchestrator,
         ] {
-            stack.start_service(service).await;
+            for index in 0..stack.replica_count(service) {
+                stack.start_replica(service, index).await;
+                started.push((service, index));
+            }
         }
-        for service in [
-            Service::Gateway,
-            Service::ResultProcessor,
-            Service::Orchestrator,
-        ] {
-            stack.wait_ready(service).await;
+        for (service, index) in started {
+            stack.wait_replica_ready(service, index).await;
         }
         stack
+    }
+
+    fn replica_count(&self, service: Service) -> usize {
+        self.options
+            .replicas
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map_or(1, |(_, n)| *n)
+    }
+
+    /// Applies the migrations (services refuse to start on any other schema).
+    pub async fn migrate(&self) {
+        let output = Command::new(binary("airlock-gateway"))
+            .arg("migrate")
+            .env("AIRLOCK_DATABASE_URL", &self.db.url)
+            .output()
+            .await
+            .expect("run migrate");
+        assert!(
+            output.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn env(&self, service: Service) -> Vec<(String, String)> {
@@ -134,6 +164,7 @@ impl Stack {
                 self.sandbox_dir.display().to_string(),
             ));
             env.push(("AIRLOCK_SANDBOX_UID_BASE".into(), self.uid_base.to_string()));
+            env.push(("AIRLOCK_SANDBOX_UID_COUNT".into(), "64".into()));
             env.push(("AIRLOCK_RETRY_BACKOFF_SECS".into(), "1".into()));
             if let Some(quota) = self.options.team_quota {
                 env.push(("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS".into(), quota.to_string()));
@@ -147,8 +178,15 @@ impl Stack {
         env
     }
 
-    /// Starts a service and learns its port from its "listening" log line.
+    /// Starts a service (its first replica) and learns its port from its "listening" log
+    /// line.
     pub async fn start_service(&mut self, service: Service) {
+        self.start_replica(service, 0).await;
+    }
+
+    /// Starts replica `index` of a service; its log is `<binary>.log` for the first
+    /// replica and `<binary>.<index>.log` for the others.
+    pub async fn start_replica(&mut self, service: Service, index: usize) {
         let mut command = Command::new(binary(service.binary()));
         command
             .env_clear()
@@ -160,7 +198,7 @@ impl Stack {
             .kill_on_drop(true);
         let mut child = command.spawn().expect("spawn service");
         let stderr = child.stderr.take().expect("stderr");
-        let log_path = self.log_dir.join(format!("{}.log", service.binary()));
+        let log_path = self.log_path(service, index);
         let (port_tx, port_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
@@ -197,12 +235,44 @@ impl Stack {
                     self.log_dir.display()
                 )
             });
-        self.ports.insert(service, port);
-        self.processes.insert(service, child);
+        self.ports.insert((service, index), port);
+        self.processes.insert((service, index), child);
+    }
+
+    /// Runs one more process of a service with extra environment and waits (at most a
+    /// minute) for it to exit by itself: for start-ups that must be refused.
+    pub async fn run_until_exit(
+        &self,
+        service: Service,
+        extra: &[(&str, &str)],
+    ) -> std::process::Output {
+        let mut command = Command::new(binary(service.binary()));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env(service))
+            .envs(extra.iter().map(|(k, v)| (*k, *v)))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit", service.binary()))
+            .expect("run service")
+    }
+
+    fn log_path(&self, service: Service, index: usize) -> PathBuf {
+        match index {
+            0 => self.log_dir.join(format!("{}.log", service.binary())),
+            n => self.log_dir.join(format!("{}.{n}.log", service.binary())),
+        }
     }
 
     pub async fn wait_ready(&self, service: Service) {
-        let url = format!("{}/readyz", self.url(service));
+        self.wait_replica_ready(service, 0).await;
+    }
+
+    pub async fn wait_replica_ready(&self, service: Service, index: usize) {
+        let url = format!("{}/readyz", self.replica_url(service, index));
         let client = reqwest::Client::new();
         eventually(
             &format!("{} ready", service.binary()),
@@ -221,17 +291,41 @@ impl Stack {
         .await;
     }
 
-    /// SIGKILLs a service: no drain, no goodbye.
+    /// SIGKILLs a service (its first replica): no drain, no goodbye.
     pub async fn kill(&mut self, service: Service) {
-        if let Some(mut child) = self.processes.remove(&service) {
+        self.kill_replica(service, 0).await;
+    }
+
+    /// SIGKILLs one replica.
+    pub async fn kill_replica(&mut self, service: Service, index: usize) {
+        if let Some(mut child) = self.processes.remove(&(service, index)) {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
     }
 
-    /// SIGTERMs a service and waits for it to exit.
+    /// Whether a replica's process is still running (it may have exited by itself).
+    pub fn replica_running(&mut self, service: Service, index: usize) -> bool {
+        self.processes
+            .get_mut(&(service, index))
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERMs a service (its first replica) and waits for it to exit.
     pub async fn terminate(&mut self, service: Service) -> std::process::ExitStatus {
-        let mut child = self.processes.remove(&service).expect("service running");
+        self.terminate_replica(service, 0).await
+    }
+
+    /// SIGTERMs one replica and waits for it to exit.
+    pub async fn terminate_replica(
+        &mut self,
+        service: Service,
+        index: usize,
+    ) -> std::process::ExitStatus {
+        let mut child = self
+            .processes
+            .remove(&(service, index))
+            .expect("service running");
         if let Some(pid) = child.id() {
             // SAFETY: kill(2) on a child process this stack owns.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
@@ -245,7 +339,11 @@ impl Stack {
     }
 
     pub fn url(&self, service: Service) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&service])
+        self.replica_url(service, 0)
+    }
+
+    pub fn replica_url(&self, service: Service, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&(service, index)])
     }
 
     /// Creates a user and team if needed and returns a new API token.
@@ -308,10 +406,14 @@ impl Stack {
         pids
     }
 
-    /// Reads a service's captured log.
+    /// Reads a service's captured log (its first replica's).
     pub fn log(&self, service: Service) -> String {
-        std::fs::read_to_string(self.log_dir.join(format!("{}.log", service.binary())))
-            .unwrap_or_default()
+        self.replica_log(service, 0)
+    }
+
+    /// Reads one replica's captured log.
+    pub fn replica_log(&self, service: Service, index: usize) -> String {
+        std::fs::read_to_string(self.log_path(service, index)).unwrap_or_default()
     }
 
     /// Stops everything and removes the test's database and virtual host.
@@ -321,8 +423,15 @@ impl Stack {
             Service::Orchestrator,
             Service::ResultProcessor,
         ] {
-            if self.processes.contains_key(&service) {
-                self.terminate(service).await;
+            let mut replicas: Vec<usize> = self
+                .processes
+                .keys()
+                .filter(|(s, _)| *s == service)
+                .map(|(_, i)| *i)
+                .collect();
+            replicas.sort_unstable();
+            for index in replicas {
+                self.terminate_replica(service, index).await;
             }
         }
         self.db.drop_database().await;

@@ -8,7 +8,7 @@ pub mod local;
 
 use airlock_core::spec::Resources;
 use airlock_core::{EvaluationId, RunId, TeamId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use tokio::io::AsyncBufRead;
@@ -165,15 +165,12 @@ pub trait SandboxRuntime: Send + Sync + 'static {
         false
     }
 
-    /// Start-up recovery has resumed following `resumed`; sandboxes of this runtime
-    /// that nobody follows from now on are orphans.
-    fn recovered(&self, _resumed: &[String]) {}
-
-    /// The runs holding a live sandbox as the runtime itself sees them (a watcher's
-    /// cache), for capacity and quotas; `None` when the runtime cannot tell better than
-    /// the scheduler's own count.
-    fn live_sandboxes(&self) -> Option<std::collections::HashMap<RunId, TeamId>> {
-        None
+    /// Deletes what should not be left: finished sandboxes past their retention, and
+    /// live ones whose name is not in `claimed` (no replica holds a claim of their
+    /// attempt: orphans). Runs on one replica at a time; sandboxes of runtimes that die
+    /// with their orchestrator need none of it.
+    fn reap<'a>(&'a self, _claimed: &'a HashSet<String>) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
     }
 
     /// Whether the runtime can make sandboxes right now (for readiness).

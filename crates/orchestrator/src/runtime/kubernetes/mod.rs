@@ -3,7 +3,7 @@
 //! watcher ([`cache`]) drives everything the runtime knows of pods; their states map to
 //! run states and reasons in [`phase`]; the worker's event stream is read with the log
 //! follow API ([`logs`]); the [`reaper`] deletes finished and orphaned pods. Pods outlive
-//! the orchestrator: a restarted one resumes following them.
+//! the orchestrator: the replica that takes over a lost one's claims follows them.
 
 pub mod cache;
 pub mod config;
@@ -23,7 +23,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use self::cache::PodCache;
@@ -50,15 +50,11 @@ pub struct KubernetesRuntime {
     retention: Duration,
     unschedulable_limit: Duration,
     delete_grace: u32,
-    /// Pods a run of this orchestrator follows; live Airlock pods outside are orphans.
-    owned: Mutex<HashSet<String>>,
     /// Pods deleted by `stop`.
     stopping: Mutex<HashSet<String>>,
     /// Pods deleted because they could not start, and why.
     failures: Mutex<HashMap<String, SandboxFailure>>,
     creates: Semaphore,
-    recovered: watch::Sender<bool>,
-    stop: CancellationToken,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,32 +116,12 @@ impl KubernetesRuntime {
             retention: config.retention(),
             unschedulable_limit: config.unschedulable_limit(),
             delete_grace: u32::try_from(config.delete_grace_secs.max(0)).unwrap_or(0),
-            owned: Mutex::new(HashSet::new()),
             stopping: Mutex::new(HashSet::new()),
             failures: Mutex::new(HashMap::new()),
             creates: Semaphore::new(config.max_concurrent_creates.max(1)),
-            recovered: watch::channel(false).0,
-            stop,
         });
-        tokio::spawn(reaper::run(
-            runtime.clone(),
-            Duration::from_secs(config.reaper_interval_secs.max(1)),
-        ));
         tracing::info!(namespace, "Kubernetes runtime ready");
         Ok(runtime)
-    }
-
-    fn own(&self, name: &str) {
-        lock(&self.owned).insert(name.to_owned());
-    }
-
-    fn is_owned(&self, name: &str) -> bool {
-        lock(&self.owned).contains(name)
-    }
-
-    async fn wait_recovered(&self) {
-        let mut recovered = self.recovered.subscribe();
-        let _ = recovered.wait_for(|done| *done).await;
     }
 
     /// Deletes a pod with the configured grace period; a pod already gone is fine.
@@ -210,7 +186,6 @@ impl KubernetesRuntime {
     }
 
     async fn place(&self, name: &str, progress: mpsc::UnboundedSender<Placement>) {
-        self.own(name);
         let limit = self.unschedulable_limit;
         let mut starting = false;
         let mut last: Option<Placement> = None;
@@ -265,7 +240,6 @@ impl KubernetesRuntime {
     }
 
     async fn open_output(&self, name: &str) -> Result<OutputStream, RuntimeError> {
-        self.own(name);
         let started = self
             .watch_pod(name, |pod| {
                 let Some(pod) = pod else { return Some(false) };
@@ -298,7 +272,6 @@ impl KubernetesRuntime {
     }
 
     async fn wait_end(&self, name: &str) -> SandboxExit {
-        self.own(name);
         self.watch_pod(name, |pod| match pod {
             Some(pod) => match view(pod) {
                 PodView::Ended(mut exit) => {
@@ -339,7 +312,6 @@ impl KubernetesRuntime {
     async fn create_pod(&self, request: &SandboxRequest) -> Result<Created, RuntimeError> {
         check_request(request)?;
         let name = request.sandbox_name();
-        self.own(&name);
         let pod = pod::build(&self.template, request, &name);
         // The slot is held until the API server has the pod, not until it runs.
         let _slot = self.creates.acquire().await.map_err(failed)?;
@@ -357,21 +329,14 @@ impl KubernetesRuntime {
                 code,
                 reason,
                 message,
-            }) => {
-                lock(&self.owned).remove(&name);
-                Err(RuntimeError::Refused(format!(
-                    "Kubernetes refused the pod ({code} {reason}): {message}"
-                )))
-            }
-            Err(error) => {
-                lock(&self.owned).remove(&name);
-                Err(failed(error))
-            }
+            }) => Err(RuntimeError::Refused(format!(
+                "Kubernetes refused the pod ({code} {reason}): {message}"
+            ))),
+            Err(error) => Err(failed(error)),
         }
     }
 
     async fn remove_pod(&self, name: &str) -> Result<(), RuntimeError> {
-        lock(&self.owned).remove(name);
         lock(&self.stopping).remove(name);
         lock(&self.failures).remove(name);
         // Finished pods stay for the reaper's retention; anything else goes now.
@@ -468,13 +433,8 @@ impl SandboxRuntime for KubernetesRuntime {
         true
     }
 
-    fn recovered(&self, resumed: &[String]) {
-        lock(&self.owned).extend(resumed.iter().cloned());
-        self.recovered.send_replace(true);
-    }
-
-    fn live_sandboxes(&self) -> Option<HashMap<RunId, TeamId>> {
-        Some(self.cache.live_runs())
+    fn reap<'a>(&'a self, claimed: &'a HashSet<String>) -> BoxFuture<'a, ()> {
+        Box::pin(reaper::sweep(self, claimed))
     }
 
     fn health(&self) -> BoxFuture<'_, Result<(), RuntimeError>> {

@@ -1,11 +1,12 @@
 //! The reaper: deletes finished pods once their retention has passed (so an operator can
-//! still inspect them meanwhile), and live Airlock pods that no run of this orchestrator
-//! follows (orphans). It starts only after start-up recovery has claimed the pods it
-//! resumes. Every deletion is logged and counted.
+//! still inspect them meanwhile), and live Airlock pods whose attempt no orchestrator
+//! replica holds a claim of (orphans; a lost replica's pods keep their claims until a
+//! survivor adopts them). One replica sweeps at a time, the holder of the reaper's
+//! leader lease. Every deletion is logged and counted.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::KubernetesRuntime;
@@ -41,24 +42,13 @@ pub fn judge(pod: &Pod, owned: bool, retention: Duration, now: Timestamp) -> Ver
     }
 }
 
-pub async fn run(runtime: Arc<KubernetesRuntime>, interval: Duration) {
-    runtime.wait_recovered().await;
-    loop {
-        tokio::select! {
-            () = runtime.stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        sweep(&runtime).await;
-    }
-}
-
-async fn sweep(runtime: &KubernetesRuntime) {
+pub(super) async fn sweep(runtime: &KubernetesRuntime, claimed: &HashSet<String>) {
     let now = Timestamp::now();
     for pod in runtime.cache.all() {
         let Some(name) = pod.metadata.name.clone() else {
             continue;
         };
-        let verdict = judge(&pod, runtime.is_owned(&name), runtime.retention, now);
+        let verdict = judge(&pod, claimed.contains(&name), runtime.retention, now);
         let what = match verdict {
             Verdict::Keep => continue,
             Verdict::DeleteFinished => "finished",

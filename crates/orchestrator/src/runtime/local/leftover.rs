@@ -13,7 +13,8 @@ pub(crate) struct Leftover<'m> {
     name: String,
     meta: &'m Meta,
     cgroup: Option<SandboxCgroup>,
-    /// Only a uid of this runtime's pool identifies the sandbox's processes.
+    /// Only a pool uid this process holds identifies the sandbox's processes (another
+    /// holder's processes are not ours to kill).
     pool_uid: Option<u32>,
 }
 
@@ -23,7 +24,7 @@ impl<'m> Leftover<'m> {
             name: name.to_owned(),
             meta,
             cgroup: cgroups.sandbox(name),
-            pool_uid: meta.host_uid.filter(|uid| uids.contains(*uid)),
+            pool_uid: meta.host_uid.filter(|uid| uids.holds(*uid)),
         }
     }
 

@@ -21,12 +21,15 @@
 
 mod args;
 mod cgroup;
+mod host_lock;
 mod leftover;
 mod limits;
 mod probe;
 mod process;
 mod procfs;
+mod replica_dir;
 mod state;
+pub use replica_dir::ReplicaDir;
 mod uids;
 
 use self::args::{HostLayout, SandboxPaths};
@@ -70,6 +73,9 @@ pub struct LocalConfig {
     /// How many sandbox uids there are, i.e. the most sandboxes alive at once (as
     /// root). Default 16.
     pub slots: u32,
+    /// Where the host-wide uid locks live (shared by every orchestrator on the machine,
+    /// whatever its installation). Default `/run/airlock/uids`.
+    pub uid_lock_dir: PathBuf,
     /// How long the runtime keeps killing and waiting for a sandbox's processes to be
     /// gone (after `stop`, the deadline or the worker's exit) before it reports a
     /// failure. Default 5 s.
@@ -83,6 +89,7 @@ impl LocalConfig {
     pub const DEFAULT_BWRAP: &'static str = "/usr/bin/bwrap";
     pub const DEFAULT_UID_BASE: u32 = 200_000;
     pub const DEFAULT_SLOTS: u32 = 16;
+    pub const DEFAULT_UID_LOCK_DIR: &'static str = "/run/airlock/uids";
     pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
     pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 
@@ -94,6 +101,7 @@ impl LocalConfig {
             bwrap_path: Self::DEFAULT_BWRAP.into(),
             uid_base: Self::DEFAULT_UID_BASE,
             slots: Self::DEFAULT_SLOTS,
+            uid_lock_dir: Self::DEFAULT_UID_LOCK_DIR.into(),
             kill_grace: Self::DEFAULT_KILL_GRACE,
             deadline_margin: Self::DEFAULT_DEADLINE_MARGIN,
         }
@@ -150,15 +158,24 @@ impl LocalRuntime {
         state::prepare_state_dir(&config.state_dir, own_uids).map_err(RuntimeError::Failed)?;
         let host = HostLayout::probe();
 
-        let uids = UidPool::new(config.uid_base, config.slots);
+        let uids = UidPool::new(
+            config.uid_base,
+            config.slots,
+            own_uids.then(|| config.uid_lock_dir.clone()),
+        );
         for (_, meta) in state::list(&config.state_dir).map_err(|e| {
             RuntimeError::Failed(format!(
                 "cannot read the state directory {}: {e}",
                 config.state_dir.display()
             ))
         })? {
-            if let Some(uid) = meta.host_uid {
-                uids.reserve(uid);
+            if let Some(uid) = meta.host_uid
+                && !uids.reserve(uid)
+            {
+                tracing::warn!(
+                    uid,
+                    "a leftover sandbox's uid is held by another process; its processes are left to it"
+                );
             }
         }
         if own_uids {

@@ -1,0 +1,158 @@
+//! Several orchestrator replicas: a request delivered to two replicas starts one
+//! sandbox, a singleton role moves to another replica within the lease when its holder
+//! dies, the system view lists every replica with its roles and lost ones, and replicas
+//! that would disagree (another runtime, other global limits) refuse to start.
+
+use airlock_test_support::{Service, Stack, StackOptions, eventually, redelivery_of_first_run};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(90);
+const LEASE_SECS: u64 = 3;
+
+fn two_orchestrators() -> StackOptions {
+    StackOptions {
+        replicas: vec![(Service::Orchestrator, 2)],
+        env: vec![(
+            Service::Orchestrator,
+            "AIRLOCK_REPLICA_LEASE_SECS".into(),
+            LEASE_SECS.to_string(),
+        )],
+        ..StackOptions::default()
+    }
+}
+
+fn orchestrators(system: &Value) -> Vec<Value> {
+    system["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter(|r| r["service"] == "orchestrator")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_delivered_to_two_replicas_starts_one_sandbox() {
+    let stack = Stack::start(two_orchestrators()).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let command = ["sh", "-c", "echo started; sleep 2; echo done"];
+    let id = api
+        .submit_ok(&json!({"name": "once", "image": "img", "command": command}))
+        .await;
+    let evaluation = api.evaluation(&id).await;
+    let run_id = evaluation["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let duplicate = json!(redelivery_of_first_run(&evaluation, &command));
+    // Copies race the original to both replicas (competing consumers).
+    for _ in 0..4 {
+        stack.publish_run_request(&duplicate).await;
+    }
+    let finished = api.wait_finished(&id, LIMIT).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let events = api.run_events(&run_id).await;
+    let starting = events
+        .iter()
+        .filter(|e| e["type"] == "status" && e["state"] == "starting")
+        .count();
+    assert_eq!(starting, 1, "one sandbox started: {events:?}");
+    assert_eq!(
+        events.iter().filter(|e| e["message"] == "started").count(),
+        1
+    );
+    let pool = stack.db.connect().await;
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM run_claims")
+        .fetch_one(&pool)
+        .await
+        .expect("claims");
+    assert_eq!(claims, 1, "one claim for one attempt");
+    pool.close().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_singleton_moves_to_another_replica_within_the_lease_when_its_holder_dies() {
+    let mut stack = Stack::start(two_orchestrators()).await;
+    let api = stack.api(&stack.token("alice", "red", "admin").await);
+    let holder = eventually("a replica to hold the cleanup role", LIMIT, || async {
+        let system = api.get("/api/v1/system").await.body;
+        orchestrators(&system).into_iter().find(|r| {
+            r["roles"]
+                .as_array()
+                .is_some_and(|roles| roles.iter().any(|x| x == "replica-cleanup"))
+        })
+    })
+    .await;
+    let holder_id = holder["id"].as_str().expect("id").to_owned();
+    let index = (0..2)
+        .find(|i| {
+            stack
+                .replica_log(Service::Orchestrator, *i)
+                .contains(&holder_id)
+        })
+        .expect("the holder is one of the stack's replicas");
+    let killed = Instant::now();
+    stack.kill_replica(Service::Orchestrator, index).await;
+    let (successor, system) = eventually("another replica to take the role", LIMIT, || async {
+        let system = api.get("/api/v1/system").await.body;
+        let successor = orchestrators(&system).into_iter().find(|r| {
+            r["state"] == "live"
+                && r["id"] != holder_id.as_str()
+                && r["roles"]
+                    .as_array()
+                    .is_some_and(|roles| roles.iter().any(|x| x == "replica-cleanup"))
+        })?;
+        Some((successor, system))
+    })
+    .await;
+    let took = killed.elapsed();
+    // The lease runs out, and the successor tries every third of it.
+    let bound = Duration::from_secs(LEASE_SECS)
+        + Duration::from_secs(LEASE_SECS) / 3
+        + Duration::from_secs(2);
+    assert!(took <= bound, "taken over in {took:?}, within {bound:?}");
+    assert_ne!(successor["id"], holder["id"]);
+    let dead = orchestrators(&system)
+        .into_iter()
+        .find(|r| r["id"] == holder_id.as_str())
+        .expect("the dead replica is still listed");
+    assert_eq!(dead["state"], "lost", "{dead}");
+    assert_eq!(dead["roles"], json!([]));
+    assert_eq!(successor["runtime"], "local");
+    assert_eq!(
+        system["capacity"], successor["capacity"],
+        "capacity counts live replicas only"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_that_would_disagree_refuse_to_start() {
+    let stack = Stack::start(StackOptions {
+        team_quota: Some(4),
+        ..StackOptions::default()
+    })
+    .await;
+    let other_quota = stack
+        .run_until_exit(
+            Service::Orchestrator,
+            &[("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS", "8")],
+        )
+        .await;
+    assert!(!other_quota.status.success());
+    let message = String::from_utf8_lossy(&other_quota.stderr);
+    assert!(
+        message.contains("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS")
+            && message.contains("same global limits"),
+        "{message}"
+    );
+    let other_runtime = stack
+        .run_until_exit(Service::Orchestrator, &[("AIRLOCK_RUNTIME", "kubernetes")])
+        .await;
+    assert!(!other_runtime.status.success());
+    let message = String::from_utf8_lossy(&other_runtime.stderr);
+    assert!(message.contains("must share the runtime"), "{message}");
+    stack.stop().await;
+}
