@@ -723,35 +723,51 @@ export interface components {
          * @enum {string}
          */
         NetworkPolicy: "none";
-        /** @description An orchestrator's report of itself. */
-        OrchestratorOut: {
-            /**
-             * Format: int32
-             * @description Sandboxes it runs at once, over all teams.
-             */
-            max_concurrent_runs: number;
-            /** @description Whether it reported recently (within three report intervals). */
-            online: boolean;
-            /** @description `local` or `kubernetes`. */
-            runtime: string;
-            /**
-             * Format: date-time
-             * @description When it last reported.
-             */
-            seen_at: string;
-            /** Format: date-time */
-            started_at: string;
-            /**
-             * Format: int32
-             * @description Sandboxes one team may hold at once; absent when only the capacity limits a team.
-             */
-            team_max_concurrent_runs?: number | null;
-        };
         /**
          * @description Scheduling priority; higher runs first, then first come first served.
          * @enum {string}
          */
         Priority: "low" | "normal" | "high";
+        /** @description One replica of an orchestrator or a result-processor, and its lease. */
+        ReplicaOut: {
+            /**
+             * Format: int32
+             * @description An orchestrator's own runs at once; absent for a result-processor.
+             */
+            capacity?: number | null;
+            /**
+             * Format: date-time
+             * @description When it was found lost or stopped.
+             */
+            ended_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Its last heartbeat.
+             */
+            heartbeat_at: string;
+            host: string;
+            /** @description Like `orchestrator-host1-4f2a09c1`, or the pod's name. */
+            id: string;
+            /** Format: date-time */
+            lease_expires_at: string;
+            /** @description Report partitions assigned to a result-processor (empty for an orchestrator). */
+            partitions: number[];
+            /** @description Singleton roles it holds, like `kubernetes-reaper` or `replica-cleanup`. */
+            roles: string[];
+            /**
+             * Format: int32
+             * @description Runs this orchestrator holds now (0 for a result-processor).
+             */
+            running: number;
+            /** @description `local` or `kubernetes` for an orchestrator; absent for a result-processor. */
+            runtime?: string | null;
+            /** @description `orchestrator` or `result-processor`. */
+            service: string;
+            /** Format: date-time */
+            started_at: string;
+            /** @description `live`, `lost` (its lease expired) or `stopped` (it shut down cleanly). */
+            state: string;
+        };
         /** @description What one run may use. */
         Resources: {
             /** @description Cores, like `500m` or `2`; default `1`. */
@@ -926,17 +942,35 @@ export interface components {
         };
         /** @description What the platform can run and how busy it is. */
         SystemOut: {
-            orchestrator?: null | components["schemas"]["OrchestratorOut"];
+            /**
+             * Format: int32
+             * @description Runs at once over all live orchestrator replicas (the sum of their capacities);
+             *     0 when none is live.
+             */
+            capacity: number;
+            /**
+             * Format: int32
+             * @description Runs all teams together may hold at once; absent when there is no platform limit.
+             */
+            platform_max_concurrent_runs?: number | null;
             /**
              * Format: int64
              * @description Runs of every team not started yet (queued or scheduling).
              */
             queued: number;
+            /** @description Live replicas first, then those lost or stopped within the last hour. */
+            replicas: components["schemas"]["ReplicaOut"][];
             /**
              * Format: int64
              * @description Runs of every team holding a sandbox (starting or running).
              */
             running: number;
+            /**
+             * Format: int32
+             * @description Runs one team may hold at once over all replicas; absent when there is no
+             *     per-team limit.
+             */
+            team_max_concurrent_runs?: number | null;
             /**
              * Format: int64
              * @description The caller's team's runs not started yet.

@@ -22,6 +22,7 @@ export type EvaluationList = S["EvaluationListOut"];
 export type EventList = S["EventListOut"];
 export type MeOut = S["MeOut"];
 export type SystemOut = S["SystemOut"];
+export type ReplicaOut = S["ReplicaOut"];
 
 // Identity: sessions, API tokens, team administration, the audit log.
 export type Role = S["Role"];

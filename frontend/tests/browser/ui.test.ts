@@ -358,11 +358,15 @@ describe("deep links", () => {
 });
 
 describe("the system view", () => {
-  it("shows queued and running counts, capacity and the team's quota", async () => {
+  it("shows queued and running counts, capacity, the team's quota and the replicas", async () => {
     const page = await signedIn(browser, "/system");
     await page.getByTestId("sys-capacity").waitFor();
     expect(await page.getByTestId("sys-capacity").textContent()).toMatch(/^\d+$/);
     expect(await page.getByTestId("sys-why").textContent()).not.toBe("");
+    // The stack runs one orchestrator and one result-processor: each is listed live in its own table.
+    const replicas = page.getByTestId("sys-replicas");
+    await replicas.getByRole("table", { name: "Orchestrators" }).locator('tr[data-state="live"]').first().waitFor();
+    await replicas.getByRole("table", { name: "Result processors" }).locator('tr[data-state="live"]').first().waitFor();
     await shot(page, "08-system");
     await page.context().close();
   });
