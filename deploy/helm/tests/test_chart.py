@@ -44,10 +44,14 @@ def pod_specs(docs):
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
 
 
+def deployment_of(docs, component):
+    name = f"airlock-{component}"
+    return next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name)
+
+
 def env_of(docs, component):
     """The environment a component's container gets: ConfigMap entries and env."""
-    name = f"airlock-{component}"
-    deployment = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name)
+    deployment = deployment_of(docs, component)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     maps = {d["metadata"]["name"]: d.get("data", {}) for d in of_kind(docs, "ConfigMap")}
     env = {}
@@ -189,10 +193,88 @@ def test_probes_on_healthz_and_readyz(rendered):
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-def test_orchestrator_runs_alone_on_the_kubernetes_runtime(rendered):
-    deployment = next(d for d in of_kind(rendered, "Deployment") if d["metadata"]["name"] == "airlock-orchestrator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+ACTIVE_ACTIVE = ("orchestrator", "result-processor")
+SERVICES = ("gateway",) + ACTIVE_ACTIVE
+
+
+def test_orchestrators_and_result_processors_roll_over_several_replicas(rendered):
+    autoscaled = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(rendered, "HorizontalPodAutoscaler")}
+    for component in ACTIVE_ACTIVE:
+        deployment = deployment_of(rendered, component)
+        if deployment["metadata"]["name"] in autoscaled:
+            assert "replicas" not in deployment["spec"], component
+        else:
+            assert deployment["spec"]["replicas"] == 2, component
+        # Never fewer than the wanted replicas, one extra at a time (no Recreate).
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }, component
+
+
+def test_two_replicas_of_everything_by_default():
+    docs = chart.documents({})
+    assert not of_kind(docs, "HorizontalPodAutoscaler")
+    for component in SERVICES:
+        assert deployment_of(docs, component)["spec"]["replicas"] == 2, component
+    assert deployment_of(chart.documents({"orchestrator": {"replicas": 5}}), "orchestrator")["spec"]["replicas"] == 5
+
+
+def test_replicas_know_their_id_and_lease(rendered):
+    for component in ACTIVE_ACTIVE:
+        env = env_of(rendered, component)
+        # The pod's name, from the downward API: unique among live replicas.
+        assert env["AIRLOCK_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}, component
+        assert env["AIRLOCK_REPLICA_LEASE_SECS"] == "15", component
+        assert "AIRLOCK_NODE_NAME" not in env, component
+    assert "AIRLOCK_REPLICA_ID" not in env_of(rendered, "gateway")
+    docs = chart.documents({"replicaLeaseSeconds": 30})
+    for component in ACTIVE_ACTIVE:
+        assert env_of(docs, component)["AIRLOCK_REPLICA_LEASE_SECS"] == "30", component
+
+
+def test_concurrency_limits():
+    env = env_of(chart.documents({}), "orchestrator")
+    assert env["AIRLOCK_MAX_CONCURRENT_RUNS"] == "32"
+    assert env["AIRLOCK_PREFETCH"] == "32"
+    # null: no global limit, no per-team limit.
+    assert "AIRLOCK_PLATFORM_MAX_CONCURRENT_RUNS" not in env
+    assert "AIRLOCK_TEAM_MAX_CONCURRENT_RUNS" not in env
+    env = env_of(
+        chart.documents({"orchestrator": {"platformMaxConcurrentRuns": 300, "teamMaxConcurrentRuns": 20}}),
+        "orchestrator",
+    )
+    assert env["AIRLOCK_PLATFORM_MAX_CONCURRENT_RUNS"] == "300"
+    assert env["AIRLOCK_TEAM_MAX_CONCURRENT_RUNS"] == "20"
+
+
+def test_every_service_has_a_disruption_budget_matching_its_pods(rendered):
+    budgets = {p["metadata"]["name"]: p for p in of_kind(rendered, "PodDisruptionBudget")}
+    for component in SERVICES:
+        deployment = deployment_of(rendered, component)
+        budget = budgets[deployment["metadata"]["name"]]
+        assert budget["apiVersion"] == "policy/v1"
+        assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+        # maxUnavailable, not minAvailable: valid with any number of replicas (with one, a
+        # drain may still evict it; minAvailable 1 would block the drain forever).
+        assert budget["spec"]["maxUnavailable"] == 1, component
+        assert "minAvailable" not in budget["spec"], component
+        selector = budget["spec"]["selector"]["matchLabels"]
+        assert selector == deployment["spec"]["selector"]["matchLabels"], component
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), component
+
+
+def test_disruption_budgets_can_be_turned_off():
+    values = {key: {"podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}}
+              for key in ("gateway", "orchestrator", "resultProcessor")}
+    assert not of_kind(chart.documents(values), "PodDisruptionBudget")
+    only = chart.documents({"orchestrator": {"podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}}})
+    names = {p["metadata"]["name"] for p in of_kind(only, "PodDisruptionBudget")}
+    assert names == {"airlock-gateway", "airlock-result-processor"}
+
+
+def test_orchestrator_on_the_kubernetes_runtime(rendered):
     env = env_of(rendered, "orchestrator")
     assert env["AIRLOCK_RUNTIME"] == "kubernetes"
     assert env["AIRLOCK_K8S_NAMESPACE"] == of_kind(rendered, "Namespace")[0]["metadata"]["name"]
@@ -227,7 +309,13 @@ def test_dev_databases_absent_by_default_present_when_enabled():
         {"gateway": {"replicas": "2"}},
         {"runs": {"namespace": {"name": "runs", "create": "yes"}}},
         {"monitoring": {"serviceMonitor": {"enabled": True, "extra": 1}}},
-        {"orchestrator": {"replicas": 2}},
+        {"orchestrator": {"replicas": -1}},
+        {"replicaLeaseSeconds": 2},
+        {"replicaLeaseSeconds": 301},
+        {"replicaLeaseSeconds": "15"},
+        {"orchestrator": {"platformMaxConcurrentRuns": 0}},
+        {"orchestrator": {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": 70}}},
+        {"gateway": {"pdbMaxUnavailable": 1}},
         {"images": {"digests": {"gateway": "latest"}}},
     ],
 )
@@ -297,13 +385,53 @@ def test_every_checkov_skip_carries_a_reason():
                     assert check.startswith("CKV") and len(reason) >= 30, (name, doc["metadata"]["name"], value)
 
 
+def autoscaled_metrics(hpa):
+    """(type, metric name, target) of every metric an autoscaler follows."""
+    found = []
+    for metric in hpa["spec"]["metrics"]:
+        kind = metric["type"]
+        source = metric[kind[0].lower() + kind[1:]]
+        name = source["name"] if kind == "Resource" else source["metric"]["name"]
+        found.append((kind, name, source["target"]))
+    return found
+
+
 def test_autoscalers_replace_fixed_replicas():
-    docs = chart.documents(
-        {"gateway": {"autoscaling": {"enabled": True}}, "resultProcessor": {"autoscaling": {"enabled": True}}}
-    )
+    enabled = {"autoscaling": {"enabled": True}}
+    docs = chart.documents({"gateway": enabled, "orchestrator": enabled, "resultProcessor": enabled})
     autoscalers = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
-    assert set(autoscalers) == {"airlock-gateway", "airlock-result-processor"}
+    assert set(autoscalers) == {"airlock-gateway", "airlock-orchestrator", "airlock-result-processor"}
+    for name, hpa in autoscalers.items():
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["metadata"]["name"] == name
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10), name
     for deployment in of_kind(docs, "Deployment"):
         if deployment["metadata"]["name"] in autoscalers:
             assert "replicas" not in deployment["spec"]
-    assert autoscalers["airlock-gateway"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert autoscaled_metrics(autoscalers["airlock-gateway"]) == [
+        ("Resource", "cpu", {"type": "Utilization", "averageUtilization": 70})
+    ]
+    # Per-pod metrics the services export, served by a Prometheus adapter (docs/metrics.md).
+    assert autoscaled_metrics(autoscalers["airlock-orchestrator"]) == [
+        ("Pods", "airlock_runs_waiting", {"type": "AverageValue", "averageValue": "10"})
+    ]
+    assert autoscaled_metrics(autoscalers["airlock-result-processor"]) == [
+        ("Resource", "cpu", {"type": "Utilization", "averageUtilization": 70}),
+        ("Pods", "airlock_events_ingested", {"type": "AverageValue", "averageValue": "2000"}),
+    ]
+
+
+def test_autoscaler_targets_can_be_changed():
+    docs = chart.documents(
+        {
+            "orchestrator": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 8, "targetWaitingRuns": 4}},
+            "resultProcessor": {"autoscaling": {"enabled": True, "targetEventsPerSecond": 500}},
+        }
+    )
+    autoscalers = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
+    assert set(autoscalers) == {"airlock-orchestrator", "airlock-result-processor"}
+    orchestrator = autoscalers["airlock-orchestrator"]
+    assert (orchestrator["spec"]["minReplicas"], orchestrator["spec"]["maxReplicas"]) == (3, 8)
+    assert autoscaled_metrics(orchestrator)[0][2]["averageValue"] == "4"
+    assert autoscaled_metrics(autoscalers["airlock-result-processor"])[1][2]["averageValue"] == "500"

@@ -8,7 +8,9 @@ One service's Deployment. Called with a dict:
   replicas   replicas (absent when an HPA owns them)
   extraEnv   more env entries (YAML text), optional
   token      true when the pod needs its ServiceAccount token (the orchestrator)
-  recreate   true for a Recreate strategy (the orchestrator)
+  maxSurge   maxSurge of the rolling update, optional (default 25%)
+  replicaId  true to pass the pod's name as AIRLOCK_REPLICA_ID (orchestrator,
+             result-processor: the name their replica lease is held under)
 */}}
 {{- define "airlock.deployment" -}}
 {{- $root := .root -}}
@@ -35,17 +37,11 @@ spec:
   replicas: {{ .replicas }}
   {{- end }}
   revisionHistoryLimit: 5
-  {{- if .recreate }}
-  # Never two at once: capacity and quotas live in the orchestrator's memory.
-  strategy:
-    type: Recreate
-  {{- else }}
   strategy:
     type: RollingUpdate
     rollingUpdate:
-      maxSurge: 25%
+      maxSurge: {{ .maxSurge | default "25%" }}
       maxUnavailable: 0
-  {{- end }}
   selector:
     matchLabels:
       {{- include "airlock.selectorLabels" (dict "root" $root "component" .component) | nindent 6 }}
@@ -84,6 +80,12 @@ spec:
                 name: {{ $fullname }}-{{ .component }}
           env:
             {{- include "airlock.connectionEnv" $root | nindent 12 }}
+            {{- if .replicaId }}
+            - name: AIRLOCK_REPLICA_ID
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            {{- end }}
             {{- with .extraEnv }}
             {{- . | nindent 12 }}
             {{- end }}
