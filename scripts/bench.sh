@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# Builds the services in release mode and runs the benchmark: submissions/s, dispatch
-# latency, event throughput and resident memory, printed as a table. Not a test.
-# Extra arguments go to airlock-bench (see `target/release/airlock-bench --help`).
+# Builds the services in release mode and runs the benchmarks. Not a test.
+#   scripts/bench.sh            the platform benchmark (submissions/s, dispatch latency,
+#                               event throughput, resident memory), then the replica
+#                               benchmark (drain rate of 2,000 runs of /bin/true with 1 and
+#                               3 orchestrators, and the time from a replica's kill -9 to
+#                               the last of its runs taken over)
+#   scripts/bench.sh replicas   only the replica benchmark
+#   scripts/bench.sh -- ARGS    only the platform benchmark, with airlock-bench ARGS
+# AIRLOCK_BENCH_DRAIN_RUNS changes the drain benchmark's run count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 cargo build --release --bins
-exec target/release/airlock-bench "$@"
+
+replicas() {
+  cargo test --release -p airlock-e2e --test scale_out -- --ignored --nocapture --test-threads=1 \
+    bench_drain_and_takeover 2>&1 | grep -E '^(drain|takeover):'
+}
+
+case "${1:-}" in
+  replicas) replicas ;;
+  --) shift; exec target/release/airlock-bench "$@" ;;
+  *) target/release/airlock-bench "$@"; replicas ;;
+esac

@@ -102,7 +102,28 @@ impl Platform {
             platform.shutdown().await;
             bail!("cannot create {}: {error}", log_dir.display());
         }
+        if let Err(error) = platform.migrate().await {
+            platform.shutdown().await;
+            return Err(error);
+        }
         Ok(platform)
+    }
+
+    /// Applies the migrations (services refuse an unmigrated database).
+    async fn migrate(&self) -> Result<()> {
+        let output = Command::new(self.bin_dir.join("airlock-gateway"))
+            .arg("migrate")
+            .env("AIRLOCK_DATABASE_URL", &self.db.url)
+            .output()
+            .await
+            .context("run airlock-gateway migrate")?;
+        if !output.status.success() {
+            bail!(
+                "migrate failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
     }
 
     fn env(&self, service: Service) -> Vec<(String, String)> {

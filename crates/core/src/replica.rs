@@ -113,7 +113,7 @@ pub fn report_partition(run_id: RunId) -> u16 {
 
 /// The replica that should consume `partition` among `replicas` (rendezvous hashing:
 /// when a replica joins or leaves, only the partitions it wins or held move).
-pub fn partition_owner<'a>(partition: u16, replicas: &'a [String]) -> Option<&'a str> {
+pub fn partition_owner(partition: u16, replicas: &[String]) -> Option<&str> {
     replicas
         .iter()
         .max_by_key(|id| (fnv1a(id.as_bytes(), partition), id.as_str()))

@@ -57,7 +57,7 @@ impl Db {
     ) -> Result<ClaimOutcome> {
         let attempt = i32::try_from(claim.attempt).unwrap_or(i32::MAX);
         let mut tx = self.pool().begin().await?;
-        if let Some(outcome) = existing(&mut *tx, claim, attempt).await? {
+        if let Some(outcome) = existing(&mut tx, claim, attempt).await? {
             return Ok(outcome);
         }
         let team: Uuid = claim.team_id.as_uuid();
@@ -99,7 +99,7 @@ impl Db {
         .await?;
         if inserted.rows_affected() == 0 {
             // Another replica inserted it after our first look.
-            let outcome = existing(&mut *tx, claim, attempt).await?;
+            let outcome = existing(&mut tx, claim, attempt).await?;
             return Ok(outcome.unwrap_or(ClaimOutcome::Taken { by: String::new() }));
         }
         tx.commit().await?;

@@ -287,3 +287,140 @@ async fn replicas_killed_and_a_broker_restart_lose_nothing_and_break_no_quota() 
     assert_eq!(stack.sandbox_processes(), Vec::<u32>::new());
     stack.stop().await;
 }
+
+/// Benchmark (scripts/bench.sh runs it; not part of CI): how fast 1 and 3 orchestrator
+/// replicas drain `AIRLOCK_BENCH_DRAIN_RUNS` (default 2,000) runs of /bin/true, and how
+/// long after a replica's kill -9 its last run is taken over. Prints numbers.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: scripts/bench.sh runs it"]
+async fn bench_drain_and_takeover() {
+    let runs: usize = std::env::var("AIRLOCK_BENCH_DRAIN_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    for orchestrators in [1, 3] {
+        let rate = drain(orchestrators, runs).await;
+        println!(
+            "drain: {runs} runs of /bin/true, {orchestrators} orchestrator(s) x 4 slots: {rate:.1} runs/s"
+        );
+    }
+    let took = takeover(3).await;
+    println!(
+        "takeover: kill -9 of the busiest of 3 orchestrators (lease 3 s) to its last run retried: {:.2} s",
+        took.as_secs_f64()
+    );
+}
+
+fn bench_stack(orchestrators: usize) -> StackOptions {
+    StackOptions {
+        capacity: 4,
+        replicas: vec![(Service::Orchestrator, orchestrators)],
+        env: vec![
+            (
+                Service::Orchestrator,
+                "AIRLOCK_REPLICA_LEASE_SECS".into(),
+                "3".into(),
+            ),
+            (
+                Service::Orchestrator,
+                "AIRLOCK_MAX_ATTEMPTS".into(),
+                "5".into(),
+            ),
+            (Service::Orchestrator, "RUST_LOG".into(), "warn".into()),
+            (Service::ResultProcessor, "RUST_LOG".into(), "warn".into()),
+            (Service::Gateway, "RUST_LOG".into(), "warn".into()),
+        ],
+        ..StackOptions::default()
+    }
+}
+
+fn spec(runs: usize, command: &[&str]) -> Value {
+    let epochs = 10;
+    let tasks: Vec<Value> = (0..runs.div_ceil(epochs))
+        .map(|i| json!({"id": format!("t{i}")}))
+        .collect();
+    json!({"name": "bench", "image": "img", "command": command, "tasks": tasks, "epochs": epochs})
+}
+
+/// Runs per second from submission to the evaluation's end.
+async fn drain(orchestrators: usize, runs: usize) -> f64 {
+    let stack = Stack::start(bench_stack(orchestrators)).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let started = std::time::Instant::now();
+    let id = api.submit_ok(&spec(runs, &["true"])).await;
+    let pool = stack.db.connect().await;
+    eventually("the evaluation to finish", LIMIT, || async {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM evaluations WHERE id = $1::uuid")
+                .bind(&id)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+        matches!(status.as_str(), "succeeded" | "failed" | "cancelled").then_some(())
+    })
+    .await;
+    let rate = runs as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    stack.stop().await;
+    rate
+}
+
+/// From a kill -9 of the busiest replica until none of its claims is left unreleased.
+async fn takeover(orchestrators: usize) -> Duration {
+    let mut stack = Stack::start(bench_stack(orchestrators)).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    api.submit_ok(&spec(200, &["sleep", "2"])).await;
+    let pool = stack.db.connect().await;
+    let busiest: String = eventually("every replica to run something", LIMIT, || async {
+        sqlx::query_scalar(
+            "SELECT replica_id FROM run_claims WHERE released_at IS NULL
+             GROUP BY replica_id HAVING count(*) >= 4 LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    let victim = (0..orchestrators)
+        .find(|i| {
+            stack
+                .replica_log(Service::Orchestrator, *i)
+                .contains(&busiest)
+        })
+        .expect("one of the stack's");
+    let killed = std::time::Instant::now();
+    stack.kill_replica(Service::Orchestrator, victim).await;
+    let held: Vec<(sqlx::types::Uuid, i32)> = sqlx::query_as(
+        "SELECT run_id, attempt FROM run_claims WHERE replica_id = $1 AND released_at IS NULL",
+    )
+    .bind(&busiest)
+    .fetch_all(&pool)
+    .await
+    .expect("its claims");
+    let (runs, attempts): (Vec<_>, Vec<_>) = held.into_iter().unzip();
+    // Taken over = its next attempt was published and the claim released by the taker.
+    eventually(
+        "the killed replica's runs to be taken over",
+        LIMIT,
+        || async {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM run_claims c
+             JOIN unnest($1::uuid[], $2::int[]) AS h(run_id, attempt)
+               ON h.run_id = c.run_id AND h.attempt = c.attempt
+             WHERE c.released_at IS NULL",
+            )
+            .bind(&runs)
+            .bind(&attempts)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    pool.close().await;
+    stack.stop().await;
+    took
+}

@@ -182,19 +182,35 @@ async fn the_system_view_shows_capacity_quota_and_what_waits() {
     })
     .await;
     let api = stack.api(&stack.token("alice", "red", "researcher").await);
-    let orchestrator = eventually("the orchestrator's report", LIMIT, || {
+    let (system, orchestrator) = eventually("the orchestrator's report", LIMIT, || {
         let api = api.clone();
         async move {
-            let system = api.get("/api/v1/system").await;
-            let orchestrator = system.body["orchestrator"].clone();
-            orchestrator.is_object().then_some(orchestrator)
+            let system = api.get("/api/v1/system").await.body;
+            let orchestrator = system["replicas"]
+                .as_array()?
+                .iter()
+                .find(|r| r["service"] == "orchestrator")?
+                .clone();
+            Some((system, orchestrator))
         }
     })
     .await;
     assert_eq!(orchestrator["runtime"], "local");
-    assert_eq!(orchestrator["max_concurrent_runs"], 1);
-    assert_eq!(orchestrator["team_max_concurrent_runs"], 1);
-    assert_eq!(orchestrator["online"], true);
+    assert_eq!(orchestrator["capacity"], 1);
+    assert_eq!(orchestrator["state"], "live");
+    assert_eq!(system["capacity"], 1);
+    assert_eq!(system["team_max_concurrent_runs"], 1);
+    let result_processor = system["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .find(|r| r["service"] == "result-processor")
+        .expect("the result-processor is listed");
+    assert_eq!(result_processor["state"], "live");
+    assert!(
+        result_processor["lease_expires_at"].as_str() > result_processor["heartbeat_at"].as_str(),
+        "{result_processor}"
+    );
 
     let blocker = api
         .submit_ok(

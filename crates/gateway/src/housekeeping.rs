@@ -1,15 +1,37 @@
-//! Clearing what has outlived its use, once at start and then hourly: ended sessions,
-//! unanswered login requests, and audit entries older than the retention period. Every
-//! replica may do it; the deletes are idempotent.
+//! Clearing what has outlived its use, hourly: ended sessions, unanswered login requests,
+//! and audit entries older than the retention period. One gateway replica does it at a
+//! time, the holder of the `gateway-housekeeping` leader lease (the deletes are
+//! idempotent, so a change of holder at the wrong moment costs one repeated query).
 
 use airlock_db::Db;
+use airlock_service::LeaderLease;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const EVERY: Duration = Duration::from_secs(3600);
 
+/// The singleton role, and how long its lease lasts.
+pub const ROLE: &str = "gateway-housekeeping";
+const LEASE: Duration = Duration::from_secs(30);
+
 pub async fn run(db: Db, idle_secs: i64, audit_retention_days: u32, stop: CancellationToken) {
+    let random = uuid::Uuid::new_v4().as_u128() & 0xffff_ffff;
+    let holder = format!(
+        "gateway-{}-{random:08x}",
+        airlock_service::replica::host_name()
+    );
+    let mut leader = LeaderLease {
+        db: db.clone(),
+        role: ROLE,
+        holder,
+        length: LEASE,
+    }
+    .spawn(stop.clone());
     loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            held = leader.wait_for(|held| *held) => if held.is_err() { return },
+        }
         match db.purge(idle_secs, audit_retention_days).await {
             Ok(purged) if purged.any() => tracing::info!(
                 sessions = purged.sessions,

@@ -288,7 +288,9 @@ fn accepted(partitions: &mut Partitions, inbound: Inbound) -> Option<Delivery> {
             partition,
             generation,
             delivery,
-        } => partitions.accept(partition, generation).then_some(delivery),
+        } => partitions
+            .accept(partition, generation)
+            .then_some(*delivery),
         Inbound::Ended {
             partition,
             generation,

@@ -28,7 +28,7 @@ pub enum Inbound {
     Delivery {
         partition: u16,
         generation: u64,
-        delivery: Delivery,
+        delivery: Box<Delivery>,
     },
     /// A subscription's stream ended (its channel closed).
     Ended { partition: u16, generation: u64 },
@@ -98,7 +98,7 @@ impl Partitions {
                 let inbound = Inbound::Delivery {
                     partition,
                     generation,
-                    delivery,
+                    delivery: Box::new(delivery),
                 };
                 if tx.send(inbound).await.is_err() {
                     return;
