@@ -11,8 +11,6 @@ CREATE TABLE replicas (
     host                      text NOT NULL,
     runtime                   text,
     capacity                  integer,
-    team_max_concurrent_runs  integer,
-    platform_max_concurrent_runs integer,
     partitions                integer[] NOT NULL DEFAULT '{}',
     started_at                timestamptz NOT NULL DEFAULT now(),
     heartbeat_at              timestamptz NOT NULL DEFAULT now(),
@@ -48,6 +46,18 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER run_claims_released AFTER UPDATE OF released_at ON run_claims
     FOR EACH ROW WHEN (OLD.released_at IS NULL AND NEW.released_at IS NOT NULL)
     EXECUTE FUNCTION run_claims_released();
+
+-- The limits every orchestrator enforces together: one row, written by each orchestrator
+-- as it starts with its configuration (the newest replica's settings win, so a rolling
+-- update changes them without replicas of two settings refusing each other), read in
+-- every claim's transaction.
+CREATE TABLE global_limits (
+    singleton                    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    team_max_concurrent_runs     integer,
+    platform_max_concurrent_runs integer,
+    set_by                       text NOT NULL,
+    set_at                       timestamptz NOT NULL DEFAULT now()
+);
 
 -- Singleton roles (the Kubernetes reaper, housekeeping): held by one replica until its
 -- lease expires; renewed by the holder, taken over by another replica after expiry.

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod messages;
 pub mod replica;
+pub mod run_status;
 pub mod score;
 pub mod spec;
 pub mod state;

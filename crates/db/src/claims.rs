@@ -1,11 +1,11 @@
 //! Run claims (`run_claims`, written only by orchestrators): which replica started each
 //! run attempt, and the count global quotas are decided on.
 //!
-//! A claim is inserted in one transaction that holds the platform's and then the team's
-//! advisory lock, counts the unreleased claims and applies
-//! [`GlobalLimits::admit`](airlock_core::replica::GlobalLimits::admit): two replicas
-//! admitting for one team queue on the lock, so the quota holds at every moment. The
-//! primary key (run, attempt) makes "exactly one replica starts an attempt" a constraint.
+//! A claim is inserted in one transaction that reads the limits (`global_limits`), holds
+//! the platform's and then the team's advisory lock, counts the unreleased claims and
+//! applies [`GlobalLimits::admit`]: two replicas admitting for one team queue on the
+//! lock, so the quota holds at every moment. The primary key (run, attempt) makes
+//! "exactly one replica starts an attempt" a constraint.
 
 use airlock_core::replica::{GlobalLimits, Refusal};
 use airlock_core::{RunId, TeamId};
@@ -48,18 +48,45 @@ pub struct AdoptedClaim {
 }
 
 impl Db {
+    /// Sets the limits every orchestrator enforces (an orchestrator starting with its
+    /// configuration); returns the limits it replaced, if any.
+    pub async fn set_global_limits(
+        &self,
+        limits: GlobalLimits,
+        by: &str,
+    ) -> Result<Option<GlobalLimits>> {
+        let mut tx = self.pool().begin().await?;
+        let previous = read_limits(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO global_limits (singleton, team_max_concurrent_runs, platform_max_concurrent_runs, set_by)
+             VALUES (true, $1, $2, $3)
+             ON CONFLICT (singleton) DO UPDATE SET team_max_concurrent_runs = $1,
+                 platform_max_concurrent_runs = $2, set_by = $3, set_at = now()",
+        )
+        .bind(limits.per_team.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+        .bind(limits.platform.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(previous)
+    }
+
+    /// The limits in force (none when no orchestrator has started yet).
+    pub async fn global_limits(&self) -> Result<GlobalLimits> {
+        let mut connection = self.pool().acquire().await?;
+        Ok(read_limits(&mut connection).await?.unwrap_or_default())
+    }
+
     /// Claims a run attempt for a replica if the global limits allow (see the module).
     #[tracing::instrument(skip_all, fields(run_id = %claim.run_id, attempt = claim.attempt))]
-    pub async fn claim_attempt(
-        &self,
-        claim: ClaimRequest<'_>,
-        limits: GlobalLimits,
-    ) -> Result<ClaimOutcome> {
+    pub async fn claim_attempt(&self, claim: ClaimRequest<'_>) -> Result<ClaimOutcome> {
         let attempt = i32::try_from(claim.attempt).unwrap_or(i32::MAX);
         let mut tx = self.pool().begin().await?;
         if let Some(outcome) = existing(&mut tx, claim, attempt).await? {
             return Ok(outcome);
         }
+        let limits = read_limits(&mut tx).await?.unwrap_or_default();
         let team: Uuid = claim.team_id.as_uuid();
         let mut platform_running = 0;
         if limits.platform.is_some() {
@@ -188,6 +215,19 @@ impl Db {
             .map(|(run, attempt)| (run.into(), u32::try_from(attempt).unwrap_or(0)))
             .collect())
     }
+}
+
+async fn read_limits(connection: &mut sqlx::PgConnection) -> Result<Option<GlobalLimits>> {
+    let row: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+        "SELECT team_max_concurrent_runs, platform_max_concurrent_runs FROM global_limits",
+    )
+    .fetch_optional(&mut *connection)
+    .await?;
+    let unsigned = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+    Ok(row.map(|(team, platform)| GlobalLimits {
+        per_team: unsigned(team),
+        platform: unsigned(platform),
+    }))
 }
 
 async fn existing(

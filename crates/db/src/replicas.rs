@@ -21,9 +21,6 @@ pub struct ReplicaInfo {
     pub runtime: Option<String>,
     /// Orchestrators: runs at once on this replica.
     pub capacity: Option<u32>,
-    /// Orchestrators: the global limits it enforces (all replicas must agree).
-    pub team_max_concurrent_runs: Option<u32>,
-    pub platform_max_concurrent_runs: Option<u32>,
 }
 
 /// How a replica ended.
@@ -58,8 +55,6 @@ struct ReplicaRow {
     host: String,
     runtime: Option<String>,
     capacity: Option<i32>,
-    team_max_concurrent_runs: Option<i32>,
-    platform_max_concurrent_runs: Option<i32>,
     partitions: Vec<i32>,
     started_at: DateTime<Utc>,
     heartbeat_at: DateTime<Utc>,
@@ -94,8 +89,6 @@ impl ReplicaRow {
                 host: self.host,
                 runtime: self.runtime,
                 capacity: unsigned(self.capacity),
-                team_max_concurrent_runs: unsigned(self.team_max_concurrent_runs),
-                platform_max_concurrent_runs: unsigned(self.platform_max_concurrent_runs),
             },
             running: u32::try_from(self.running).unwrap_or(0),
             partitions: self
@@ -117,17 +110,14 @@ impl Db {
     #[tracing::instrument(skip_all, fields(replica = %info.id))]
     pub async fn register_replica(&self, info: &ReplicaInfo, lease: Duration) -> Result<()> {
         sqlx::query(
-            "INSERT INTO replicas (id, service, host, runtime, capacity, team_max_concurrent_runs,
-                                   platform_max_concurrent_runs, lease_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))",
+            "INSERT INTO replicas (id, service, host, runtime, capacity, lease_expires_at)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
         )
         .bind(&info.id)
         .bind(info.service.as_str())
         .bind(&info.host)
         .bind(&info.runtime)
         .bind(int(info.capacity))
-        .bind(int(info.team_max_concurrent_runs))
-        .bind(int(info.platform_max_concurrent_runs))
         .bind(secs(lease))
         .execute(self.pool())
         .await?;
@@ -232,8 +222,8 @@ impl Db {
     /// Every live replica, and those that ended within `recent`; live first, then by id.
     pub async fn replicas(&self, recent: Duration) -> Result<Vec<ReplicaRecord>> {
         let rows: Vec<ReplicaRow> = sqlx::query_as(
-            "SELECT r.id, r.service, r.host, r.runtime, r.capacity, r.team_max_concurrent_runs,
-                    r.platform_max_concurrent_runs, r.partitions, r.started_at, r.heartbeat_at,
+            "SELECT r.id, r.service, r.host, r.runtime, r.capacity, r.partitions, r.started_at,
+                    r.heartbeat_at,
                     r.lease_expires_at, r.ended_at, r.end_state,
                     (SELECT count(*) FROM run_claims c
                       WHERE c.replica_id = r.id AND c.released_at IS NULL) AS running,

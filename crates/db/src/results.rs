@@ -6,6 +6,7 @@ use airlock_core::event::EventBody;
 use airlock_core::messages::{
     EvaluationUpdate, RunReport, RunSnapshot, RunStatusChange, StoredEvent,
 };
+use airlock_core::run_status::{StatusOutcome, apply_status};
 use airlock_core::score::{Aggregate, ScoreSummary};
 use airlock_core::state::StateCounts;
 use airlock_core::{EvaluationId, EvaluationStatus, RunId, RunState, TeamId};
@@ -268,70 +269,6 @@ impl Db {
         }
         Ok(applied)
     }
-}
-
-enum StatusOutcome {
-    Unchanged,
-    Rejected(String),
-    /// `started`: the run started running for the first time.
-    Changed {
-        from: RunState,
-        started: bool,
-    },
-}
-
-fn apply_status(run: &mut RunSnapshot, change: &RunStatusChange) -> StatusOutcome {
-    if change.attempt < run.attempt {
-        return StatusOutcome::Rejected(format!(
-            "run {}: {} for attempt {} ignored, the run is at attempt {}",
-            run.id, change.state, change.attempt, run.attempt
-        ));
-    }
-    if change.attempt > run.attempt {
-        // A retry: the run starts its path again as a new attempt, unless it already ended.
-        if run.state.is_terminal()
-            || change.state.is_terminal() && change.state != RunState::Cancelled
-        {
-            return StatusOutcome::Rejected(format!(
-                "run {}: attempt {} cannot begin with {} from {}",
-                run.id, change.attempt, change.state, run.state
-            ));
-        }
-        let from = run.state;
-        run.attempt = change.attempt;
-        run.state = change.state;
-        run.reason = change.reason.clone();
-        run.exit_code = None;
-        if change.state.is_terminal() {
-            run.finished_at = Some(change.at);
-        }
-        return StatusOutcome::Changed {
-            from,
-            started: false,
-        };
-    }
-    if run.state == change.state
-        && (run.state != RunState::Scheduling || run.reason == change.reason)
-    {
-        return StatusOutcome::Unchanged;
-    }
-    if let Err(invalid) = run.state.transition(change.state) {
-        return StatusOutcome::Rejected(format!("run {}: {invalid}", run.id));
-    }
-    let from = run.state;
-    run.state = change.state;
-    run.reason = change.reason.clone();
-    if change.exit_code.is_some() {
-        run.exit_code = change.exit_code;
-    }
-    let started = change.state == RunState::Running && run.started_at.is_none();
-    if started {
-        run.started_at = Some(change.at);
-    }
-    if change.state.is_terminal() {
-        run.finished_at = Some(change.at);
-    }
-    StatusOutcome::Changed { from, started }
 }
 
 async fn lock_runs(

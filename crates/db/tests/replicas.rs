@@ -54,8 +54,6 @@ fn orchestrator(id: &str) -> ReplicaInfo {
         host: "test".into(),
         runtime: Some("local".into()),
         capacity: Some(4),
-        team_max_concurrent_runs: Some(4),
-        platform_max_concurrent_runs: None,
     }
 }
 
@@ -76,15 +74,12 @@ async fn two_replicas_racing_for_one_attempt_start_it_once() {
     let claim = |replica: &'static str| {
         let db = db.clone();
         async move {
-            db.claim_attempt(
-                ClaimRequest {
-                    run_id: run,
-                    attempt: 1,
-                    team_id: team,
-                    replica_id: replica,
-                },
-                GlobalLimits::default(),
-            )
+            db.claim_attempt(ClaimRequest {
+                run_id: run,
+                attempt: 1,
+                team_id: team,
+                replica_id: replica,
+            })
             .await
             .expect("claim")
         }
@@ -128,6 +123,8 @@ async fn a_team_quota_holds_under_concurrent_claims_from_many_replicas() {
         per_team: Some(4),
         platform: None,
     };
+    assert_eq!(db.set_global_limits(limits, "r0").await.expect("set"), None);
+    assert_eq!(db.global_limits().await.expect("read"), limits);
     let replicas = ["r0", "r1", "r2"];
     let claims = runs.iter().enumerate().map(|(i, run)| {
         let db = db.clone();
@@ -135,15 +132,12 @@ async fn a_team_quota_holds_under_concurrent_claims_from_many_replicas() {
         let run = *run;
         async move {
             let outcome = db
-                .claim_attempt(
-                    ClaimRequest {
-                        run_id: run,
-                        attempt: 1,
-                        team_id: team,
-                        replica_id: replica,
-                    },
-                    limits,
-                )
+                .claim_attempt(ClaimRequest {
+                    run_id: run,
+                    attempt: 1,
+                    team_id: team,
+                    replica_id: replica,
+                })
                 .await
                 .expect("claim");
             (run, replica, outcome)
@@ -168,15 +162,12 @@ async fn a_team_quota_holds_under_concurrent_claims_from_many_replicas() {
         .find(|(_, _, o)| *o != ClaimOutcome::Claimed)
         .expect("a refused run");
     let again = db
-        .claim_attempt(
-            ClaimRequest {
-                run_id: refused.0,
-                attempt: 1,
-                team_id: team,
-                replica_id: "r0",
-            },
-            limits,
-        )
+        .claim_attempt(ClaimRequest {
+            run_id: refused.0,
+            attempt: 1,
+            team_id: team,
+            replica_id: "r0",
+        })
         .await
         .expect("claim");
     assert_eq!(
@@ -188,16 +179,19 @@ async fn a_team_quota_holds_under_concurrent_claims_from_many_replicas() {
         per_team: None,
         platform: Some(4),
     };
+    let replaced = db.set_global_limits(platform, "r1").await.expect("set");
+    assert_eq!(
+        replaced,
+        Some(limits),
+        "the newest replica's limits replace the others'"
+    );
     let over = db
-        .claim_attempt(
-            ClaimRequest {
-                run_id: outcomes.last().expect("run").0,
-                attempt: 2,
-                team_id: TeamId::new(),
-                replica_id: "r1",
-            },
-            platform,
-        )
+        .claim_attempt(ClaimRequest {
+            run_id: outcomes.last().expect("run").0,
+            attempt: 2,
+            team_id: TeamId::new(),
+            replica_id: "r1",
+        })
         .await
         .expect("claim");
     assert_eq!(
@@ -228,9 +222,7 @@ async fn a_lost_replicas_claims_move_to_exactly_one_survivor_each() {
             replica_id: "dead",
         };
         assert_eq!(
-            db.claim_attempt(claim, GlobalLimits::default())
-                .await
-                .expect("claim"),
+            db.claim_attempt(claim).await.expect("claim"),
             ClaimOutcome::Claimed
         );
     }

@@ -1,7 +1,7 @@
 //! Several orchestrator replicas: a request delivered to two replicas starts one
 //! sandbox, a singleton role moves to another replica within the lease when its holder
-//! dies, the system view lists every replica with its roles and lost ones, and replicas
-//! that would disagree (another runtime, other global limits) refuse to start.
+//! dies, the system view lists every replica with its roles and lost ones, a replica of
+//! another runtime refuses to start, and the newest replica's quota holds for all.
 
 use airlock_test_support::{Service, Stack, StackOptions, eventually, redelivery_of_first_run};
 use serde_json::{Value, json};
@@ -129,24 +129,16 @@ async fn a_singleton_moves_to_another_replica_within_the_lease_when_its_holder_d
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn replicas_that_would_disagree_refuse_to_start() {
-    let stack = Stack::start(StackOptions {
+async fn another_runtime_is_refused_and_the_newest_replicas_quota_holds_for_all() {
+    let mut stack = Stack::start(StackOptions {
         team_quota: Some(4),
         ..StackOptions::default()
     })
     .await;
-    let other_quota = stack
-        .run_until_exit(
-            Service::Orchestrator,
-            &[("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS", "8")],
-        )
-        .await;
-    assert!(!other_quota.status.success());
-    let message = String::from_utf8_lossy(&other_quota.stderr);
-    assert!(
-        message.contains("AIRLOCK_TEAM_MAX_CONCURRENT_RUNS")
-            && message.contains("same global limits"),
-        "{message}"
+    let api = stack.api(&stack.token("alice", "red", "viewer").await);
+    assert_eq!(
+        api.get("/api/v1/system").await.body["team_max_concurrent_runs"],
+        4
     );
     let other_runtime = stack
         .run_until_exit(Service::Orchestrator, &[("AIRLOCK_RUNTIME", "kubernetes")])
@@ -154,5 +146,14 @@ async fn replicas_that_would_disagree_refuse_to_start() {
     assert!(!other_runtime.status.success());
     let message = String::from_utf8_lossy(&other_runtime.stderr);
     assert!(message.contains("must share the runtime"), "{message}");
+
+    // A rolling update to a new quota: the new replica's value holds for every replica.
+    stack.options.team_quota = Some(2);
+    stack.start_replica(Service::Orchestrator, 1).await;
+    stack.wait_replica_ready(Service::Orchestrator, 1).await;
+    assert_eq!(
+        api.get("/api/v1/system").await.body["team_max_concurrent_runs"],
+        2
+    );
     stack.stop().await;
 }

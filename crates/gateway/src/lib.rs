@@ -93,7 +93,8 @@ impl Gateway {
             config.common.db_max_connections,
         )?;
         db.require_current_schema("gateway").await?;
-        metrics::init(&db);
+        metrics::init(&db)
+            .map_err(|e| anyhow::anyhow!("cannot register the gateway's metrics: {e}"))?;
         let readiness = Readiness::new(&["postgres", "rabbitmq"]);
         let hub = hub::Hub::new(4096);
         let (publisher_tx, publisher_rx) = watch::channel(None);

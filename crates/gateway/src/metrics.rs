@@ -4,7 +4,7 @@
 
 use airlock_db::Db;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -23,55 +23,54 @@ struct Metrics {
     rate_limited: IntCounter,
 }
 
-static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
-    Some(Metrics {
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+fn register() -> prometheus::Result<Metrics> {
+    Ok(Metrics {
         evaluations: prometheus::register_int_counter!(
             "airlock_evaluations_submitted_total",
             "Evaluations accepted."
-        )
-        .ok()?,
+        )?,
         runs: prometheus::register_int_counter!(
             "airlock_runs_submitted_total",
             "Runs created by accepted evaluations."
-        )
-        .ok()?,
+        )?,
         websockets: prometheus::register_int_gauge!(
             "airlock_websocket_connections",
             "Open WebSocket stream sessions."
-        )
-        .ok()?,
+        )?,
         outbox_published: prometheus::register_int_counter!(
             "airlock_outbox_published_total",
             "Outbox messages published and confirmed."
-        )
-        .ok()?,
+        )?,
         outbox_backlog: prometheus::register_int_gauge!(
             "airlock_outbox_backlog",
             "Outbox messages waiting to be published."
-        )
-        .ok()?,
+        )?,
         outbox_age: prometheus::register_gauge!(
             "airlock_outbox_oldest_age_seconds",
             "Age of the oldest unpublished outbox message."
-        )
-        .ok()?,
+        )?,
         auth_failures: prometheus::register_int_counter_vec!(
             "airlock_auth_failures_total",
             "Refused credentials, by method (api_token, jwt, bearer, oidc, dev_login).",
             &["method"]
-        )
-        .ok()?,
+        )?,
         rate_limited: prometheus::register_int_counter!(
             "airlock_rate_limited_total",
             "Requests answered 429 by a rate limit."
-        )
-        .ok()?,
+        )?,
     })
-});
+}
 
 /// Registers the gateway's metrics and reports `db`'s pool.
-pub fn init(db: &Db) {
-    LazyLock::force(&METRICS);
+/// Registers the gateway's metrics and reports `db`'s pool. Fails when a metric cannot
+/// be registered (start-up stops).
+pub fn init(db: &Db) -> prometheus::Result<()> {
+    if METRICS.get().is_none() {
+        let metrics = register()?;
+        let _ = METRICS.set(metrics);
+    }
     let db = db.clone();
     airlock_service::observe_db_pool(move || {
         let usage = db.pool_usage();
@@ -81,47 +80,48 @@ pub fn init(db: &Db) {
             max: usage.max,
         }
     });
+    Ok(())
 }
 
 pub fn auth_failure(method: &str) {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.auth_failures.with_label_values(&[method]).inc();
     }
 }
 
 pub fn rate_limited() {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.rate_limited.inc();
     }
 }
 
 pub fn evaluation_submitted(runs: usize) {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.evaluations.inc();
         m.runs.inc_by(runs as u64);
     }
 }
 
 pub fn websocket_opened() {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.websockets.inc();
     }
 }
 
 pub fn websocket_closed() {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.websockets.dec();
     }
 }
 
 pub fn outbox_published(n: usize) {
-    if let Some(m) = METRICS.as_ref() {
+    if let Some(m) = METRICS.get() {
         m.outbox_published.inc_by(n as u64);
     }
 }
 
 pub async fn outbox_backlog(db: &Db) {
-    if let (Some(m), Ok((count, age))) = (METRICS.as_ref(), db.outbox_backlog().await) {
+    if let (Some(m), Ok((count, age))) = (METRICS.get(), db.outbox_backlog().await) {
         m.outbox_backlog.set(count);
         m.outbox_age.set(age);
     }

@@ -32,11 +32,11 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
     /// Runs at once per team over every replica (decided in PostgreSQL); default: no
-    /// per-team limit. Every replica must be given the same value.
+    /// per-team limit. The most recently started replica's value holds for all.
     #[arg(long, env = "AIRLOCK_TEAM_MAX_CONCURRENT_RUNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub team_max_concurrent_runs: Option<u32>,
     /// Runs at once over all teams and replicas; default: only the replicas'
-    /// capacities limit. Every replica must be given the same value.
+    /// capacities limit. The most recently started replica's value holds for all.
     #[arg(long, env = "AIRLOCK_PLATFORM_MAX_CONCURRENT_RUNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub platform_max_concurrent_runs: Option<u32>,
     /// Run requests this replica holds unacknowledged (waiting for a slot or a quota);

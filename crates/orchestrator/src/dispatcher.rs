@@ -4,7 +4,6 @@
 //! [`State`]; each kind of command is one of its methods.
 
 use airlock_core::messages::RunRequested;
-use airlock_core::replica::GlobalLimits;
 use airlock_core::{EvaluationId, RunId, RunState, TraceContext};
 use airlock_db::{ClaimOutcome, ClaimRequest};
 use airlock_mq::Delivery;
@@ -83,7 +82,6 @@ pub struct Dispatcher {
     pub env: Arc<ExecutionEnv>,
     /// Runs at once on this replica.
     pub capacity: usize,
-    pub limits: GlobalLimits,
     pub commands: mpsc::Receiver<Command>,
     pub completions: mpsc::Sender<Command>,
     pub executions: TaskTracker,
@@ -92,7 +90,6 @@ pub struct Dispatcher {
 /// What the dispatcher knows: waiting and running runs, and what it told each run.
 struct State {
     env: Arc<ExecutionEnv>,
-    limits: GlobalLimits,
     completions: mpsc::Sender<Command>,
     executions: TaskTracker,
     scheduler: Scheduler<(RunRequested, Delivery)>,
@@ -114,7 +111,6 @@ impl Dispatcher {
     pub async fn run(mut self, draining: CancellationToken, closing: CancellationToken) {
         let mut state = State {
             env: self.env,
-            limits: self.limits,
             completions: self.completions,
             executions: self.executions,
             scheduler: Scheduler::new(self.capacity),
@@ -321,7 +317,7 @@ impl State {
                 team_id: ticket.team_id,
                 replica_id: self.env.lease.id(),
             };
-            match self.env.db.claim_attempt(claim, self.limits).await {
+            match self.env.db.claim_attempt(claim).await {
                 Ok(ClaimOutcome::Claimed | ClaimOutcome::AlreadyMine) => {
                     self.told.remove(&ticket.run_id);
                     self.start(request, Some(delivery), ticket.trace);

@@ -133,10 +133,18 @@ impl Orchestrator {
             host: airlock_service::replica::host_name(),
             runtime: Some(runtime.kind().to_owned()),
             capacity: Some(u32::try_from(config.capacity()).unwrap_or(u32::MAX)),
-            team_max_concurrent_runs: config.team_max_concurrent_runs,
-            platform_max_concurrent_runs: config.platform_max_concurrent_runs,
         };
         let lease = ReplicaLease::register(db.clone(), info, config.replica.lease()).await?;
+        // The newest replica's limits hold for all (a rolling update changes them).
+        let limits = config.global_limits();
+        match db.set_global_limits(limits, lease.id()).await? {
+            Some(previous) if previous != limits => tracing::warn!(
+                ?previous,
+                ?limits,
+                "global limits changed by this replica's configuration; every orchestrator enforces them from now on"
+            ),
+            _ => {}
+        }
         for dead in &dead_on_host {
             // Known dead (its host lock was free): its claims need not wait for expiry.
             if let Ok(true) = db.mark_replica_lost(dead).await {
@@ -201,8 +209,9 @@ impl Orchestrator {
                 env: env.clone(),
                 commands: commands_tx.clone(),
                 batch: u32::try_from(config.capacity()).unwrap_or(u32::MAX).max(1),
+                stop: closing.clone(),
             }
-            .run(closing.clone()),
+            .run(),
         );
         tokio::spawn(singletons::claim_releases(
             db.clone(),
@@ -224,7 +233,6 @@ impl Orchestrator {
             dispatcher::Dispatcher {
                 env: env.clone(),
                 capacity: config.capacity(),
-                limits: config.global_limits(),
                 commands: commands_rx,
                 completions: commands_tx,
                 executions: executions.clone(),
@@ -273,8 +281,8 @@ impl Orchestrator {
     }
 }
 
-/// Refuses to join replicas that run another runtime or enforce other global limits:
-/// one database serves one kind of sandbox, and a quota means one number.
+/// Refuses to join replicas that run another runtime: one database serves one kind of
+/// sandbox. (Global limits need no check: the newest replica's are everyone's.)
 async fn check_peers(db: &Db, config: &Config) -> anyhow::Result<()> {
     let peers = db.live_replicas(ReplicaService::Orchestrator).await?;
     for peer in peers {
@@ -286,20 +294,6 @@ async fn check_peers(db: &Db, config: &Config) -> anyhow::Result<()> {
                 peer.host,
                 peer.runtime.as_deref().unwrap_or("unknown"),
                 config.runtime
-            );
-        }
-        if peer.team_max_concurrent_runs != config.team_max_concurrent_runs
-            || peer.platform_max_concurrent_runs != config.platform_max_concurrent_runs
-        {
-            anyhow::bail!(
-                "orchestrator replica {} enforces AIRLOCK_TEAM_MAX_CONCURRENT_RUNS={:?} and \
-                 AIRLOCK_PLATFORM_MAX_CONCURRENT_RUNS={:?}, this one {:?} and {:?}: every replica \
-                 must be given the same global limits",
-                peer.id,
-                peer.team_max_concurrent_runs,
-                peer.platform_max_concurrent_runs,
-                config.team_max_concurrent_runs,
-                config.platform_max_concurrent_runs
             );
         }
     }

@@ -25,15 +25,17 @@ pub struct Takeover {
     pub commands: mpsc::Sender<Command>,
     /// Claims moved per lost replica per sweep.
     pub batch: u32,
+    /// Shutdown: no new sweep, no more waiting for PostgreSQL.
+    pub stop: CancellationToken,
 }
 
 impl Takeover {
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(self) {
         let every = self.env.lease.length() / 3;
         loop {
             self.sweep().await;
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = self.stop.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
         }

@@ -71,8 +71,6 @@ impl ResultProcessor {
             host: airlock_service::replica::host_name(),
             runtime: None,
             capacity: None,
-            team_max_concurrent_runs: None,
-            platform_max_concurrent_runs: None,
         };
         let lease = ReplicaLease::register(db.clone(), info, config.replica.lease()).await?;
         let closing = CancellationToken::new();

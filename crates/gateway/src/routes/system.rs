@@ -50,11 +50,11 @@ pub async fn system(State(state): State<AppState>, caller: Caller) -> ApiResult<
         .iter()
         .filter_map(|r| r.info.capacity)
         .fold(0u32, u32::saturating_add);
-    let limits = live_orchestrators.first().map(|r| &r.info);
+    let limits = state.db.global_limits().await?;
     Ok(Json(SystemOut {
         capacity,
-        team_max_concurrent_runs: limits.and_then(|i| i.team_max_concurrent_runs),
-        platform_max_concurrent_runs: limits.and_then(|i| i.platform_max_concurrent_runs),
+        team_max_concurrent_runs: limits.per_team,
+        platform_max_concurrent_runs: limits.platform,
         queued: load.queued,
         running: load.running,
         team_queued: load.team_queued,
