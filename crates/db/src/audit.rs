@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
-use crate::{Db, Result};
+use crate::{GatewayDb, Result};
 
 /// One thing that happened, to be recorded.
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ pub async fn insert<'e>(executor: impl PgExecutor<'e>, record: &AuditRecord) -> 
     Ok(())
 }
 
-impl Db {
+impl GatewayDb {
     /// Records one entry on its own.
     #[tracing::instrument(skip_all, fields(action = record.action))]
     pub async fn audit(&self, record: &AuditRecord) -> Result<()> {

@@ -11,7 +11,7 @@ use airlock_core::replica::{GlobalLimits, Refusal};
 use airlock_core::{RunId, TeamId};
 use uuid::Uuid;
 
-use crate::{Db, Result};
+use crate::{Db, OrchestratorDb, Result};
 
 /// Advisory lock namespaces (the first key of the two-key form).
 const PLATFORM_LOCK: i32 = 0x4149_0001;
@@ -48,6 +48,14 @@ pub struct AdoptedClaim {
 }
 
 impl Db {
+    /// The limits in force (none when no orchestrator has started yet).
+    pub async fn global_limits(&self) -> Result<GlobalLimits> {
+        let mut connection = self.pool().acquire().await?;
+        Ok(read_limits(&mut connection).await?.unwrap_or_default())
+    }
+}
+
+impl OrchestratorDb {
     /// Sets the limits every orchestrator enforces (an orchestrator starting with its
     /// configuration); returns the limits it replaced, if any.
     pub async fn set_global_limits(
@@ -70,12 +78,6 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(previous)
-    }
-
-    /// The limits in force (none when no orchestrator has started yet).
-    pub async fn global_limits(&self) -> Result<GlobalLimits> {
-        let mut connection = self.pool().acquire().await?;
-        Ok(read_limits(&mut connection).await?.unwrap_or_default())
     }
 
     /// Claims a run attempt for a replica if the global limits allow (see the module).
@@ -176,20 +178,6 @@ impl Db {
                 attempt: u32::try_from(attempt).unwrap_or(0),
                 team_id: team_id.into(),
             })
-            .collect())
-    }
-
-    /// The attempts this replica holds a claim of (to check its own bookkeeping).
-    pub async fn claims_of(&self, replica_id: &str) -> Result<Vec<(RunId, u32)>> {
-        let rows: Vec<(Uuid, i32)> = sqlx::query_as(
-            "SELECT run_id, attempt FROM run_claims WHERE replica_id = $1 AND released_at IS NULL",
-        )
-        .bind(replica_id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(run, attempt)| (run.into(), u32::try_from(attempt).unwrap_or(0)))
             .collect())
     }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::outbox::{self, OutboxMessage};
 use crate::rows::{Evaluation, EvaluationRow, RUN_COLUMNS, RunRow};
-use crate::{Db, Result};
+use crate::{GatewayDb, OrchestratorDb, Result};
 
 /// A run about to be created.
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ fn contains_pattern(text: &str) -> String {
 const EVALUATION_COLUMNS: &str = "e.id, e.team_id, e.owner_id, u.name AS owner_name, e.name, e.spec, \
      e.status, e.counts, e.run_count, e.cancel_requested_at, e.created_at, e.started_at, e.finished_at";
 
-impl Db {
+impl GatewayDb {
     /// Creates the evaluation, its runs (queued, each with its first event saying so) and
     /// its outbox messages in one transaction: either all of it is stored or nothing is.
     #[tracing::instrument(skip_all, fields(evaluation_id = %new.id, runs = new.runs.len()))]
@@ -293,7 +293,9 @@ impl Db {
         tx.commit().await?;
         Ok(true)
     }
+}
 
+impl OrchestratorDb {
     /// What the orchestrator checks before starting a run: its state and attempt, and
     /// whether its evaluation has been asked to cancel. `None` when the run is unknown.
     pub async fn run_admission(&self, id: RunId) -> Result<Option<(RunState, u32, bool)>> {
@@ -310,9 +312,7 @@ impl Db {
         })
         .transpose()
     }
-}
 
-impl Db {
     /// Of these evaluations, the ones whose cancellation was requested.
     pub async fn cancelled_evaluations(&self, ids: &[EvaluationId]) -> Result<Vec<EvaluationId>> {
         let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
@@ -326,7 +326,7 @@ impl Db {
     }
 }
 
-impl Db {
+impl OrchestratorDb {
     /// The run request of a run's current attempt, rebuilt from its evaluation's spec (to
     /// retry an attempt whose original request is gone). `None` when the run is unknown.
     pub async fn run_request(&self, id: RunId) -> Result<Option<RunRequested>> {

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::rows::{AggregateRow, EventRow};
-use crate::{Db, Result};
+use crate::{GatewayDb, Result};
 
-impl Db {
+impl GatewayDb {
     /// A run's events with `seq > after_seq`, in order, at most `limit`.
     #[tracing::instrument(skip(self))]
     pub async fn run_events(

@@ -9,7 +9,7 @@ use sqlx::{FromRow, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{PRINCIPAL_COLUMNS, Principal, PrincipalRow, UserKind, parse_role};
-use crate::{Db, DbError, Result};
+use crate::{DbError, GatewayDb, Result};
 
 /// Who the identity provider says signed in.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ async fn principal_of(tx: &mut Transaction<'_, Postgres>, user_id: Uuid) -> Resu
     row.try_into()
 }
 
-impl Db {
+impl GatewayDb {
     /// Finds or creates the team and the user, (re)setting the user's team and role.
     #[tracing::instrument(skip(self))]
     pub async fn upsert_user(&self, user: &str, team: &str, role: Role) -> Result<Principal> {

@@ -1,11 +1,13 @@
-//! All of Airlock's SQL. Services hold a [`Db`] and call its methods; nothing else writes
-//! a query. Migrations are embedded from the repository's `migrations/` directory.
+//! All of Airlock's SQL. Each service holds its facade ([`GatewayDb`],
+//! [`OrchestratorDb`], [`ResultsDb`]) over the shared [`Db`] and calls its methods;
+//! nothing else writes a query. Migrations are embedded from the repository's `migrations/` directory.
 
 pub mod audit;
 pub mod claims;
 mod error;
 pub mod evaluations;
 pub mod events;
+mod facades;
 pub mod identity;
 pub mod outbox;
 pub mod replicas;
@@ -18,6 +20,7 @@ pub mod tokens;
 
 pub use claims::{AdoptedClaim, ClaimOutcome, ClaimRequest};
 pub use error::{DbError, Result};
+pub use facades::{GatewayDb, OrchestratorDb, ResultsDb};
 pub use outbox::OutboxMessage;
 pub use replicas::{ReplicaEnd, ReplicaInfo, ReplicaRecord};
 pub use rows::*;

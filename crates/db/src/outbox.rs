@@ -5,7 +5,7 @@ use airlock_core::TraceContext;
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 
-use crate::{Db, Result};
+use crate::{GatewayDb, Result};
 
 /// The channel a NOTIFY is sent on whenever outbox rows are inserted.
 pub const OUTBOX_CHANNEL: &str = "airlock_outbox";
@@ -95,7 +95,7 @@ impl OutboxBatch {
     }
 }
 
-impl Db {
+impl GatewayDb {
     /// Claims up to `limit` of the oldest messages (FOR UPDATE SKIP LOCKED).
     pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch> {
         let mut tx = self.pool().begin().await?;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 use crate::rows::{AggregateRow, RUN_COLUMNS, RunRow, corrupt};
-use crate::{Db, Result};
+use crate::{Result, ResultsDb};
 
 /// What one batch changed, and what it refused.
 #[derive(Debug, Default)]
@@ -98,7 +98,7 @@ struct EvaluationWork {
     scores: BTreeMap<String, Aggregate>,
 }
 
-impl Db {
+impl ResultsDb {
     /// Applies a batch of reports in one transaction.
     #[tracing::instrument(skip_all, fields(reports = reports.len()))]
     pub async fn apply_reports(&self, reports: &[RunReport]) -> Result<Applied> {

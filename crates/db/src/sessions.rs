@@ -7,7 +7,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::FromRow;
 
 use crate::rows::{PRINCIPAL_COLUMNS, Principal, PrincipalRow};
-use crate::{Db, Result};
+use crate::{GatewayDb, Result};
 
 /// A session found for a cookie.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct LoginRequest {
     pub return_to: String,
 }
 
-impl Db {
+impl GatewayDb {
     /// Starts a session. Ended ones are removed by [`Db::purge`], not here.
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn create_session(

@@ -4,7 +4,7 @@
 use airlock_core::{RunState, TeamId};
 use uuid::Uuid;
 
-use crate::{Db, Result};
+use crate::{GatewayDb, Result, ResultsDb};
 
 /// Runs that have not finished, over all teams and for one team.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct RunLoad {
     pub team_running: u64,
 }
 
-impl Db {
+impl ResultsDb {
     /// How many runs are in each state, every state listed (zero when none is); one
     /// grouped query over all runs, for the runs-by-state gauge.
     pub async fn runs_by_state(&self) -> Result<Vec<(RunState, i64)>> {
@@ -36,7 +36,9 @@ impl Db {
             })
             .collect())
     }
+}
 
+impl GatewayDb {
     /// Unfinished runs over all teams and for `team_id`.
     pub async fn run_load(&self, team_id: TeamId) -> Result<RunLoad> {
         let (queued, running, team_queued, team_running): (i64, i64, i64, i64) = sqlx::query_as(

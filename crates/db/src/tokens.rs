@@ -9,7 +9,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::rows::{PRINCIPAL_COLUMNS, Principal, PrincipalRow, UserKind};
-use crate::{Db, DbError, Result};
+use crate::{DbError, GatewayDb, Result};
 
 /// A token as its owner sees it (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl TryFrom<TokenRow> for ApiToken {
 const TOKEN_COLUMNS: &str = "k.id, k.name, k.prefix, k.scopes, k.created_at, k.expires_at, k.last_used_at, \
      k.revoked_at, u.id AS owner_id, u.name AS owner_name, u.team_id AS owner_team, u.kind AS owner_kind";
 
-impl Db {
+impl GatewayDb {
     /// Stores a token by its hash only.
     #[tracing::instrument(skip_all, fields(owner = %new.owner))]
     pub async fn insert_api_token(&self, new: &NewToken<'_>) -> Result<ApiToken> {

@@ -56,7 +56,7 @@ async fn housekeeping_removes_ended_sessions_stale_logins_and_old_audit_entries(
     use airlock_db::sessions::{LoginRequest, Purged};
 
     let database = TestDatabase::create().await;
-    let db = Db::connect_lazy(&database.url, 2).expect("pool");
+    let db = airlock_db::GatewayDb::new(Db::connect_lazy(&database.url, 2).expect("pool"));
     db.migrate().await.expect("migrate");
     let alice = db
         .upsert_user("alice", "red", Role::Admin)

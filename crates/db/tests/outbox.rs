@@ -17,7 +17,7 @@ async fn a_claimed_message_carries_its_trace_context() {
     ])
     .await;
 
-    let batch = f.db.claim_outbox(10).await.expect("claim");
+    let batch = f.gateway.claim_outbox(10).await.expect("claim");
     let traces: Vec<Option<TraceContext>> = batch.messages.iter().map(|m| m.trace).collect();
     assert_eq!(traces, [Some(trace), None]);
     assert!(batch.messages.iter().all(|m| m.payload == payload));

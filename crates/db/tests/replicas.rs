@@ -8,7 +8,7 @@ mod common;
 use airlock_core::replica::{GlobalLimits, Refusal, ReplicaService};
 use airlock_core::{EvalSpec, EvaluationId, Role, RunId, TeamId};
 use airlock_db::evaluations::{NewEvaluation, NewRun};
-use airlock_db::{ClaimOutcome, ClaimRequest, Db, ReplicaEnd, ReplicaInfo};
+use airlock_db::{ClaimOutcome, ClaimRequest, Db, GatewayDb, ReplicaEnd, ReplicaInfo};
 use chrono::Utc;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use std::time::Duration;
 const LEASE: Duration = Duration::from_secs(30);
 
 /// `n` runs of a new evaluation of alice's team (red).
-async fn runs(db: &Db, n: usize) -> (TeamId, Vec<RunId>) {
+async fn runs(db: &GatewayDb, n: usize) -> (TeamId, Vec<RunId>) {
     let owner = db
         .upsert_user("alice", "red", Role::Researcher)
         .await
@@ -68,8 +68,8 @@ async fn expire(db: &Db, table_sql: &'static str) {
 #[tokio::test]
 async fn two_replicas_racing_for_one_attempt_start_it_once() {
     let fixture = common::fixture(&[]).await;
-    let db = &fixture.db;
-    let (team, runs) = runs(db, 1).await;
+    let db = &fixture.orchestrator;
+    let (team, runs) = runs(&fixture.gateway, 1).await;
     let run = runs[0];
     let claim = |replica: &'static str| {
         let db = db.clone();
@@ -117,8 +117,8 @@ async fn two_replicas_racing_for_one_attempt_start_it_once() {
 #[tokio::test]
 async fn a_team_quota_holds_under_concurrent_claims_from_many_replicas() {
     let fixture = common::fixture(&[]).await;
-    let db = &fixture.db;
-    let (team, runs) = runs(db, 24).await;
+    let db = &fixture.orchestrator;
+    let (team, runs) = runs(&fixture.gateway, 24).await;
     let limits = GlobalLimits {
         per_team: Some(4),
         platform: None,
@@ -207,8 +207,8 @@ async fn a_team_quota_holds_under_concurrent_claims_from_many_replicas() {
 #[tokio::test]
 async fn a_lost_replicas_claims_move_to_exactly_one_survivor_each() {
     let fixture = common::fixture(&[]).await;
-    let db = &fixture.db;
-    let (team, runs) = runs(db, 10).await;
+    let db = &fixture.orchestrator;
+    let (team, runs) = runs(&fixture.gateway, 10).await;
     for id in ["dead", "s1", "s2"] {
         db.register_replica(&orchestrator(id), LEASE)
             .await

@@ -157,3 +157,60 @@ async fn another_runtime_is_refused_and_the_newest_replicas_quota_holds_for_all(
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_replica_that_wakes_after_its_runs_were_taken_over_exits_and_touches_nothing() {
+    let mut stack = Stack::start(two_orchestrators()).await;
+    let api = stack.api(&stack.token("alice", "red", "researcher").await);
+    let id = api
+        .submit_ok(&json!({"name": "taken over", "image": "img", "command": ["sh", "-c", "echo begin; sleep 4; echo finished"]}))
+        .await;
+    let run_id = api.evaluation(&id).await["runs"][0]["id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    api.wait_run_state(&run_id, "running", LIMIT).await;
+    let pool = stack.db.connect().await;
+    let holder: String =
+        sqlx::query_scalar("SELECT replica_id FROM run_claims WHERE released_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("the run's claim");
+    let frozen = (0..2)
+        .find(|i| {
+            stack
+                .replica_log(Service::Orchestrator, *i)
+                .contains(&holder)
+        })
+        .expect("one of the stack's replicas");
+    stack.signal_replica(Service::Orchestrator, frozen, libc::SIGSTOP);
+    eventually("the other replica to retry the run", LIMIT, || async {
+        let run = api.get(&format!("/api/v1/runs/{run_id}")).await.body;
+        (run["attempt"] == 2).then_some(())
+    })
+    .await;
+    stack.signal_replica(Service::Orchestrator, frozen, libc::SIGCONT);
+    let status = stack
+        .wait_replica_exit(Service::Orchestrator, frozen, LIMIT)
+        .await
+        .expect("the woken replica exits");
+    assert_eq!(status.code(), Some(75), "it exits as having lost its lease");
+    assert!(
+        stack
+            .replica_log(Service::Orchestrator, frozen)
+            .contains("lost its lease"),
+        "it says why"
+    );
+
+    let finished = api.wait_finished(&id, LIMIT).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let events = api.run_events(&run_id).await;
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "status" && e["state"] == "succeeded")
+        .collect();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0]["attempt"], 2, "only the new attempt's end counts");
+    pool.close().await;
+    stack.stop().await;
+}

@@ -326,9 +326,6 @@ fn bench_stack(orchestrators: usize) -> StackOptions {
                 "AIRLOCK_MAX_ATTEMPTS".into(),
                 "5".into(),
             ),
-            (Service::Orchestrator, "RUST_LOG".into(), "warn".into()),
-            (Service::ResultProcessor, "RUST_LOG".into(), "warn".into()),
-            (Service::Gateway, "RUST_LOG".into(), "warn".into()),
         ],
         ..StackOptions::default()
     }

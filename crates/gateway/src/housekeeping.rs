@@ -3,7 +3,7 @@
 //! time, the holder of the `gateway-housekeeping` leader lease (the deletes are
 //! idempotent, so a change of holder at the wrong moment costs one repeated query).
 
-use airlock_db::Db;
+use airlock_db::GatewayDb;
 use airlock_service::LeaderLease;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -14,14 +14,19 @@ const EVERY: Duration = Duration::from_secs(3600);
 pub const ROLE: &str = "gateway-housekeeping";
 const LEASE: Duration = Duration::from_secs(30);
 
-pub async fn run(db: Db, idle_secs: i64, audit_retention_days: u32, stop: CancellationToken) {
+pub async fn run(
+    db: GatewayDb,
+    idle_secs: i64,
+    audit_retention_days: u32,
+    stop: CancellationToken,
+) {
     let random = uuid::Uuid::new_v4().as_u128() & 0xffff_ffff;
     let holder = format!(
         "gateway-{}-{random:08x}",
         airlock_service::replica::host_name()
     );
     let mut leader = LeaderLease {
-        db: db.clone(),
+        db: db.shared().clone(),
         role: ROLE,
         holder,
         length: LEASE,

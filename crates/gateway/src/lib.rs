@@ -24,7 +24,7 @@ pub mod tokens;
 
 pub use config::Config;
 
-use airlock_db::Db;
+use airlock_db::{Db, GatewayDb};
 use airlock_service::Readiness;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -43,7 +43,7 @@ type JwtUsers = std::sync::Mutex<
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
+    pub db: GatewayDb,
     hub: hub::Hub,
     config: Arc<Config>,
     limiter: Arc<rate_limit::RateLimiter<airlock_core::UserId>>,
@@ -60,7 +60,7 @@ pub struct AppState {
 pub struct Gateway {
     listener: TcpListener,
     router: Router,
-    db: Db,
+    db: GatewayDb,
     readiness: Readiness,
     broker: broker::BrokerTask,
     publisher: broker::PublisherSlot,
@@ -88,10 +88,10 @@ impl Gateway {
             .unwrap_or_else(|| format!("http://{listen}"));
         let redirect_uri: Arc<str> =
             format!("{}/auth/callback", public_url.trim_end_matches('/')).into();
-        let db = Db::connect_lazy(
+        let db = GatewayDb::new(Db::connect_lazy(
             config.common.database_url.expose(),
             config.common.db_max_connections,
-        )?;
+        )?);
         db.require_current_schema("gateway").await?;
         metrics::init(&db)
             .map_err(|e| anyhow::anyhow!("cannot register the gateway's metrics: {e}"))?;

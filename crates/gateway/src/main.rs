@@ -1,6 +1,6 @@
 //! `airlock-gateway`: serve the API, apply migrations, or create API tokens.
 
-use airlock_db::Db;
+use airlock_db::{Db, GatewayDb};
 use airlock_gateway::config::{AdminCommand, Cli, Command, Config};
 use airlock_gateway::{Gateway, tokens};
 use clap::Parser;
@@ -55,7 +55,7 @@ async fn create_token(
     team: &str,
     role: airlock_core::Role,
 ) -> anyhow::Result<()> {
-    let db = Db::connect_lazy(config.common.database_url.expose(), 2)?;
+    let db = GatewayDb::new(Db::connect_lazy(config.common.database_url.expose(), 2)?);
     db.migrate().await?;
     let principal = db.upsert_user(user, team, role).await?;
     let token = tokens::generate();

@@ -2,7 +2,7 @@
 //! credentials, rate limiting and the database pool. Every metric is listed in
 //! docs/metrics.md.
 
-use airlock_db::Db;
+use airlock_db::{Db, GatewayDb};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -120,7 +120,7 @@ pub fn outbox_published(n: usize) {
     }
 }
 
-pub async fn outbox_backlog(db: &Db) {
+pub async fn outbox_backlog(db: &GatewayDb) {
     if let (Some(m), Ok((count, age))) = (METRICS.get(), db.outbox_backlog().await) {
         m.outbox_backlog.set(count);
         m.outbox_age.set(age);
@@ -128,7 +128,7 @@ pub async fn outbox_backlog(db: &Db) {
 }
 
 /// Reads the outbox gauges every [`OUTBOX_REFRESH`] until `stop`.
-pub async fn refresh_outbox(db: Db, stop: CancellationToken) {
+pub async fn refresh_outbox(db: GatewayDb, stop: CancellationToken) {
     loop {
         outbox_backlog(&db).await;
         tokio::select! {

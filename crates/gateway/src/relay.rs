@@ -5,7 +5,7 @@
 //! `FOR UPDATE SKIP LOCKED`. A row's trace context becomes its message's
 //! `traceparent` header.
 
-use airlock_db::Db;
+use airlock_db::GatewayDb;
 use airlock_db::outbox::OUTBOX_CHANNEL;
 use airlock_mq::{Backoff, Publisher};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ const BATCH: i64 = 500;
 const FALLBACK_WAKE: Duration = Duration::from_secs(5);
 
 pub struct Relay {
-    pub db: Db,
+    pub db: GatewayDb,
     pub publisher: PublisherSlot,
 }
 

@@ -8,7 +8,7 @@
 
 use airlock_core::messages::RunRequested;
 use airlock_core::{RunState, TraceContext};
-use airlock_db::Db;
+use airlock_db::OrchestratorDb;
 use airlock_mq::Delivery;
 use airlock_service::ReplicaLease;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use crate::runtime::{
 pub struct ExecutionEnv {
     pub runtime: Arc<dyn SandboxRuntime>,
     pub sink: ReportSink,
-    pub db: Db,
+    pub db: OrchestratorDb,
     pub lease: ReplicaLease,
     /// Worker settings from the orchestrator's configuration.
     pub worker_env: Vec<(String, String)>,

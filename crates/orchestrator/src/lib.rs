@@ -26,7 +26,7 @@ mod takeover;
 pub use config::{Cli, Config};
 
 use airlock_core::replica::ReplicaService;
-use airlock_db::{Db, ReplicaInfo};
+use airlock_db::{Db, OrchestratorDb, ReplicaInfo};
 use airlock_service::{Readiness, ReplicaLease};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,7 +137,10 @@ impl Orchestrator {
         let lease = ReplicaLease::register(db.clone(), info, config.replica.lease()).await?;
         // The newest replica's limits hold for all (a rolling update changes them).
         let limits = config.global_limits();
-        match db.set_global_limits(limits, lease.id()).await? {
+        match OrchestratorDb::new(db.clone())
+            .set_global_limits(limits, lease.id())
+            .await?
+        {
             Some(previous) if previous != limits => tracing::warn!(
                 ?previous,
                 ?limits,
@@ -159,7 +162,7 @@ impl Orchestrator {
         let env = Arc::new(ExecutionEnv {
             runtime: runtime.clone(),
             sink: ReportSink::new(publisher_rx, lease.clone()),
-            db: db.clone(),
+            db: OrchestratorDb::new(db.clone()),
             lease: lease.clone(),
             worker_env: config.worker_env(),
             retry: config.retry_policy(),

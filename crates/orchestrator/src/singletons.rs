@@ -28,7 +28,7 @@ const FORGET_REPLICAS_AFTER: Duration = Duration::from_secs(24 * 3600);
 pub fn spawn(env: &Arc<ExecutionEnv>, config: &Config, stop: CancellationToken) {
     let leader = |role| {
         LeaderLease {
-            db: env.db.clone(),
+            db: env.db.shared().clone(),
             role,
             holder: env.lease.id().to_owned(),
             length: env.lease.length(),

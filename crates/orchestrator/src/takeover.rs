@@ -11,7 +11,7 @@
 use airlock_core::messages::RunRequested;
 use airlock_core::replica::ReplicaService;
 use airlock_core::{RunState, TraceContext};
-use airlock_db::{AdoptedClaim, Db};
+use airlock_db::{AdoptedClaim, OrchestratorDb};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +115,7 @@ impl Takeover {
         &self,
         claim: &AdoptedClaim,
     ) -> Option<(Option<RunRequested>, Option<(RunState, u32, bool)>)> {
-        let db: &Db = &self.env.db;
+        let db: &OrchestratorDb = &self.env.db;
         let mut backoff = airlock_mq::Backoff::default();
         while self.env.lease.is_held() {
             match (

@@ -12,7 +12,7 @@
 use airlock_core::messages::{Control, RunReport, Update};
 use airlock_core::replica::{ReplicaService, partitions_of};
 use airlock_core::{RunId, TraceContext};
-use airlock_db::Db;
+use airlock_db::ResultsDb;
 use airlock_db::results::Applied;
 use airlock_mq::{Delivery, Publisher, topology};
 use airlock_service::{Readiness, ReplicaLease};
@@ -29,7 +29,7 @@ const BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 pub struct Consumer {
     pub url: String,
-    pub db: Db,
+    pub db: ResultsDb,
     pub lease: ReplicaLease,
     pub readiness: Readiness,
     pub batch_size: u16,

@@ -15,7 +15,7 @@ mod partitions;
 pub use config::{Cli, Config};
 
 use airlock_core::replica::ReplicaService;
-use airlock_db::{Db, ReplicaInfo};
+use airlock_db::{Db, ReplicaInfo, ResultsDb};
 use airlock_service::{Readiness, ReplicaLease};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -90,11 +90,14 @@ impl ResultProcessor {
                 async move { db.ping().await }
             },
         );
-        let gauges = tokio::spawn(metrics::refresh_runs(db.clone(), shutdown.clone()));
+        let gauges = tokio::spawn(metrics::refresh_runs(
+            ResultsDb::new(db.clone()),
+            shutdown.clone(),
+        ));
         let consumer = tokio::spawn(
             consumer::Consumer {
                 url: config.common.amqp_url.expose().to_owned(),
-                db,
+                db: ResultsDb::new(db),
                 lease,
                 readiness: readiness.clone(),
                 batch_size: config.batch_size,

@@ -1,7 +1,7 @@
 //! Result-processor metrics. Every metric is listed in docs/metrics.md.
 
-use airlock_db::Db;
 use airlock_db::results::Applied;
+use airlock_db::{Db, ResultsDb};
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -121,7 +121,7 @@ pub fn batch(reports: usize, seconds: f64, applied: &Applied) {
 }
 
 /// Sets `airlock_runs{state}` from PostgreSQL every [`RUNS_REFRESH`] until `stop`.
-pub async fn refresh_runs(db: Db, stop: CancellationToken) {
+pub async fn refresh_runs(db: ResultsDb, stop: CancellationToken) {
     loop {
         match db.runs_by_state().await {
             Ok(counts) => {

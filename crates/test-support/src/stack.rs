@@ -311,6 +311,31 @@ impl Stack {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Sends `signal` to one replica (SIGSTOP and SIGCONT freeze and thaw it).
+    pub fn signal_replica(&self, service: Service, index: usize, signal: i32) {
+        if let Some(pid) = self.processes.get(&(service, index)).and_then(Child::id) {
+            // SAFETY: kill(2) on a child process this stack owns.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+
+    /// Waits (at most `limit`) for a replica to exit by itself; its exit status.
+    pub async fn wait_replica_exit(
+        &mut self,
+        service: Service,
+        index: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let mut child = self.processes.remove(&(service, index))?;
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                self.processes.insert((service, index), child);
+                None
+            }
+        }
+    }
+
     /// SIGTERMs a service (its first replica) and waits for it to exit.
     pub async fn terminate(&mut self, service: Service) -> std::process::ExitStatus {
         self.terminate_replica(service, 0).await

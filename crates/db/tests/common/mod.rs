@@ -4,12 +4,16 @@
 
 use airlock_core::{EvalSpec, EvaluationId, Role, RunId};
 use airlock_db::evaluations::{NewEvaluation, NewRun};
-use airlock_db::{Db, OutboxMessage};
+use airlock_db::{Db, GatewayDb, OrchestratorDb, OutboxMessage, ResultsDb};
 use airlock_test_support::TestDatabase;
 use chrono::Utc;
 
 pub struct Fixture {
     pub db: Db,
+    /// The service facades over `db`.
+    pub gateway: GatewayDb,
+    pub orchestrator: OrchestratorDb,
+    pub results: ResultsDb,
     pub database: TestDatabase,
     pub evaluation: EvaluationId,
     pub run: RunId,
@@ -21,7 +25,8 @@ pub async fn fixture(outbox: &[OutboxMessage]) -> Fixture {
     let database = TestDatabase::create().await;
     let db = Db::connect_lazy(&database.url, 4).expect("pool");
     db.migrate().await.expect("migrate");
-    let owner = db
+    let gateway = GatewayDb::new(db.clone());
+    let owner = gateway
         .upsert_user("alice", "red", Role::Researcher)
         .await
         .expect("user");
@@ -30,24 +35,28 @@ pub async fn fixture(outbox: &[OutboxMessage]) -> Fixture {
             .expect("spec");
     let evaluation = EvaluationId::new();
     let run = RunId::new();
-    db.insert_evaluation(NewEvaluation {
-        audit: None,
-        id: evaluation,
-        team_id: owner.team_id,
-        owner_id: owner.user_id,
-        spec: &spec,
-        created_at: Utc::now(),
-        runs: &[NewRun {
-            id: run,
-            task_index: 0,
-            task_id: "default".into(),
-            epoch: 1,
-        }],
-        outbox,
-    })
-    .await
-    .expect("insert");
+    gateway
+        .insert_evaluation(NewEvaluation {
+            audit: None,
+            id: evaluation,
+            team_id: owner.team_id,
+            owner_id: owner.user_id,
+            spec: &spec,
+            created_at: Utc::now(),
+            runs: &[NewRun {
+                id: run,
+                task_index: 0,
+                task_id: "default".into(),
+                epoch: 1,
+            }],
+            outbox,
+        })
+        .await
+        .expect("insert");
     Fixture {
+        orchestrator: OrchestratorDb::new(db.clone()),
+        results: ResultsDb::new(db.clone()),
+        gateway,
         db,
         database,
         evaluation,
