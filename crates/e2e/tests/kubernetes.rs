@@ -292,20 +292,9 @@ async fn a_lost_replicas_pod_is_adopted_by_a_survivor_without_loss_or_duplicates
         .await;
     let run = only_run(&api, &id).await;
     wait_log_line(&api, &run, "line 5").await;
-    let pool = stack.db.connect().await;
-    let holder: String =
-        sqlx::query_scalar("SELECT replica_id FROM run_claims WHERE released_at IS NULL")
-            .fetch_one(&pool)
-            .await
-            .expect("the run's claim");
-    let (victim, survivor) = if stack
-        .replica_log(Service::Orchestrator, 0)
-        .contains(&holder)
-    {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let holder = stack.claim_holder().await;
+    let victim = stack.replica_named(Service::Orchestrator, 2, &holder);
+    let survivor = 1 - victim;
     stack.kill_replica(Service::Orchestrator, victim).await;
     let pods = pods_of_run(&cluster, &run);
     assert_eq!(pods.len(), 1);
@@ -330,6 +319,7 @@ async fn a_lost_replicas_pod_is_adopted_by_a_survivor_without_loss_or_duplicates
             .contains("following a sandbox adopted from a lost orchestrator"),
         "the survivor adopted the pod"
     );
+    let pool = stack.db.connect().await;
     let released: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM run_claims WHERE released_at IS NOT NULL AND replica_id <> $1",
     )

@@ -86,13 +86,7 @@ async fn a_singleton_moves_to_another_replica_within_the_lease_when_its_holder_d
     })
     .await;
     let holder_id = holder["id"].as_str().expect("id").to_owned();
-    let index = (0..2)
-        .find(|i| {
-            stack
-                .replica_log(Service::Orchestrator, *i)
-                .contains(&holder_id)
-        })
-        .expect("the holder is one of the stack's replicas");
+    let index = stack.replica_named(Service::Orchestrator, 2, &holder_id);
     let killed = Instant::now();
     stack.kill_replica(Service::Orchestrator, index).await;
     let (successor, system) = eventually("another replica to take the role", LIMIT, || async {
@@ -170,19 +164,8 @@ async fn a_frozen_replica_that_wakes_after_its_runs_were_taken_over_exits_and_to
         .expect("run")
         .to_owned();
     api.wait_run_state(&run_id, "running", LIMIT).await;
-    let pool = stack.db.connect().await;
-    let holder: String =
-        sqlx::query_scalar("SELECT replica_id FROM run_claims WHERE released_at IS NULL")
-            .fetch_one(&pool)
-            .await
-            .expect("the run's claim");
-    let frozen = (0..2)
-        .find(|i| {
-            stack
-                .replica_log(Service::Orchestrator, *i)
-                .contains(&holder)
-        })
-        .expect("one of the stack's replicas");
+    let holder = stack.claim_holder().await;
+    let frozen = stack.replica_named(Service::Orchestrator, 2, &holder);
     stack.signal_replica(Service::Orchestrator, frozen, libc::SIGSTOP);
     eventually("the other replica to retry the run", LIMIT, || async {
         let run = api.get(&format!("/api/v1/runs/{run_id}")).await.body;
@@ -211,6 +194,5 @@ async fn a_frozen_replica_that_wakes_after_its_runs_were_taken_over_exits_and_to
         .collect();
     assert_eq!(ends.len(), 1);
     assert_eq!(ends[0]["attempt"], 2, "only the new attempt's end counts");
-    pool.close().await;
     stack.stop().await;
 }

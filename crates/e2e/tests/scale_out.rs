@@ -172,13 +172,7 @@ async fn replicas_killed_and_a_broker_restart_lose_nothing_and_break_no_quota() 
         .flatten()
     })
     .await;
-    let victim = (0..3)
-        .find(|i| {
-            stack
-                .replica_log(Service::Orchestrator, *i)
-                .contains(&busiest)
-        })
-        .expect("the busiest orchestrator is one of the stack's");
+    let victim = stack.replica_named(Service::Orchestrator, 3, &busiest);
     let killed_at = now_ns();
     stack.kill_replica(Service::Orchestrator, victim).await;
     stack.kill_replica(Service::ResultProcessor, 1).await;
@@ -379,13 +373,7 @@ async fn takeover(orchestrators: usize) -> Duration {
         .flatten()
     })
     .await;
-    let victim = (0..orchestrators)
-        .find(|i| {
-            stack
-                .replica_log(Service::Orchestrator, *i)
-                .contains(&busiest)
-        })
-        .expect("one of the stack's");
+    let victim = stack.replica_named(Service::Orchestrator, orchestrators, &busiest);
     let killed = std::time::Instant::now();
     stack.kill_replica(Service::Orchestrator, victim).await;
     let held: Vec<(sqlx::types::Uuid, i32)> = sqlx::query_as(

@@ -200,27 +200,23 @@ impl State {
                 self.skip_cancelled(&incoming.request, &incoming.delivery, incoming.trace)
                     .await;
             }
-            Ok(_) => {
-                let Incoming {
-                    request,
-                    delivery,
-                    trace,
-                } = incoming;
-                self.scheduler
-                    .enqueue(ticket_of(&request, trace), (request, delivery));
-            }
+            Ok(_) => self.enqueue(incoming),
             Err(error) => {
                 // The claim decides who starts it; this read only saves work.
                 tracing::warn!(%error, %run_id, "cannot read the run's state; queuing it");
-                let Incoming {
-                    request,
-                    delivery,
-                    trace,
-                } = incoming;
-                self.scheduler
-                    .enqueue(ticket_of(&request, trace), (request, delivery));
+                self.enqueue(incoming);
             }
         }
+    }
+
+    fn enqueue(&mut self, incoming: Incoming) {
+        let Incoming {
+            request,
+            delivery,
+            trace,
+        } = incoming;
+        self.scheduler
+            .enqueue(ticket_of(&request, trace), (request, delivery));
     }
 
     async fn on_cancel(&mut self, evaluation_id: EvaluationId) {

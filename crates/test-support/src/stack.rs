@@ -431,6 +431,28 @@ impl Stack {
         pids
     }
 
+    /// The stack's replica of `service` that registered as `replica_id` (its log names
+    /// it), among replicas `0..count`.
+    pub fn replica_named(&self, service: Service, count: usize, replica_id: &str) -> usize {
+        (0..count)
+            .find(|i| self.replica_log(service, *i).contains(replica_id))
+            .unwrap_or_else(|| panic!("no replica of {} is {replica_id}", service.binary()))
+    }
+
+    /// The replica id of the orchestrator holding the claim of the only unfinished
+    /// attempt (or of any one, when several are).
+    pub async fn claim_holder(&self) -> String {
+        let pool = self.db.connect().await;
+        let holder = sqlx::query_scalar(
+            "SELECT replica_id FROM run_claims WHERE released_at IS NULL LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("an unreleased claim");
+        pool.close().await;
+        holder
+    }
+
     /// Reads a service's captured log (its first replica's).
     pub fn log(&self, service: Service) -> String {
         self.replica_log(service, 0)
