@@ -102,10 +102,11 @@ async fn a_singleton_moves_to_another_replica_within_the_lease_when_its_holder_d
     })
     .await;
     let took = killed.elapsed();
-    // The lease runs out, and the successor tries every third of it.
+    // The lease runs out, and the successor tries every third of it (plus room for a
+    // busy machine: the point is "within the lease", not "within minutes").
     let bound = Duration::from_secs(LEASE_SECS)
         + Duration::from_secs(LEASE_SECS) / 3
-        + Duration::from_secs(2);
+        + Duration::from_secs(4);
     assert!(took <= bound, "taken over in {took:?}, within {bound:?}");
     assert_ne!(successor["id"], holder["id"]);
     let dead = orchestrators(&system)
