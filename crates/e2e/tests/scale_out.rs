@@ -110,6 +110,18 @@ async fn replicas_killed_and_a_broker_restart_lose_nothing_and_break_no_quota() 
                 "AIRLOCK_REPLICA_LEASE_SECS".into(),
                 "3".into(),
             ),
+            // The test reads every run's events at once; the per-user rate limit is not
+            // what it is about.
+            (
+                Service::Gateway,
+                "AIRLOCK_RATE_LIMIT_PER_MINUTE".into(),
+                "600000".into(),
+            ),
+            (
+                Service::Gateway,
+                "AIRLOCK_RATE_LIMIT_BURST".into(),
+                "100000".into(),
+            ),
         ],
         ..StackOptions::default()
     })
