@@ -462,7 +462,7 @@ async fn host_processes_are_invisible() {
             (pid.parse().expect("pid"), comm.to_owned())
         })
         .collect();
-    // bwrap's init, the worker, the shell and the shell's helpers; nothing of the host.
+    // The worker (the sandbox's init), the shell and its helpers; nothing of the host.
     assert!(
         procs.len() <= 8,
         "only the sandbox's few processes: {procs:?}"
@@ -471,7 +471,11 @@ async fn host_processes_are_invisible() {
         procs.iter().all(|(pid, _)| *pid < 50),
         "pids start at 1 in the sandbox: {procs:?}"
     );
-    assert_eq!(procs[0], (1, "bwrap".to_owned()));
+    assert_eq!(
+        procs[0],
+        (1, "airlock-worker".to_owned()),
+        "the worker is the sandbox's init"
+    );
     let me = i32::try_from(std::process::id()).expect("pid");
     let my_name = fs::read_to_string("/proc/self/comm")
         .expect("comm")
@@ -656,7 +660,7 @@ async fn environment_holds_only_the_allowed_variables() {
     }
     let mut h = Harness::new(7);
     let mut request = h.request(
-        r#"echo "worker: $(cat /proc/$PPID/comm)"; tr '\0' '\n' < /proc/$PPID/environ | sed 's/^/env: /'; echo "init-env-bytes: $(wc -c < /proc/1/environ)"; env | grep -c -e SECRET -e DATABASE | sed 's/^/leaks: /'"#,
+        r#"echo "worker: $(cat /proc/$PPID/comm)"; tr '\0' '\n' < /proc/$PPID/environ | sed 's/^/env: /'; echo "init: $(cat /proc/1/comm) $PPID"; env | grep -c -e SECRET -e DATABASE | sed 's/^/leaks: /'"#,
     );
     request.env = BTreeMap::from([("MODEL".to_owned(), "tiny".to_owned())]);
     let (events, exit) = h.run(&request).await;
@@ -693,9 +697,10 @@ async fn environment_holds_only_the_allowed_variables() {
         "the worker's environment is exactly the allowed set"
     );
     assert_eq!(
-        events.tagged("init-env-bytes: "),
-        ["0"],
-        "bwrap itself got an empty environment"
+        events.tagged("init: "),
+        ["airlock-worker 1"],
+        "the worker is the sandbox's init: no process of bwrap, whose environment is the \
+         orchestrator's to set, is visible inside"
     );
     assert_eq!(
         events.tagged("leaks: "),
@@ -870,15 +875,34 @@ async fn timeout_kills_the_whole_tree() {
 #[tokio::test]
 async fn runtime_deadline_backstops_a_frozen_worker() {
     let mut h = Harness::with(12, |c| c.deadline_margin = Duration::from_secs(2));
-    // The program stops its own worker, so the worker cannot enforce the time limit.
-    let mut request = h.request("echo freezing; kill -STOP $PPID; sleep 300");
-    request.timeout_secs = 1;
+    // The worker is the sandbox's pid 1: the kernel drops the program's SIGSTOP and
+    // SIGKILL to it, so the program cannot silence the one enforcing its limits.
+    let mut request = h.request(
+        "kill -STOP 1; kill -KILL 1; kill -STOP $PPID; \
+         [ \"$(cut -d' ' -f3 /proc/1/stat)\" != T ] && echo worker alive; sleep 300",
+    );
+    request.timeout_secs = 3;
     let started = Instant::now();
-    let (_, exit) = h.run(&request).await;
+    let (name, mut events) = h.start(&request).await;
+    events.until_stdout("worker alive").await;
+    // A worker frozen from outside (a bug, a debugger) cannot end its run: the runtime's
+    // own deadline does.
+    let worker = h
+        .sandbox_processes()
+        .into_iter()
+        .find(|p| p.name == "airlock-worker")
+        .expect("the worker runs as the sandbox uid");
+    // SAFETY: kill(2) on a pid this test just read; a vanished pid only fails.
+    assert_eq!(unsafe { libc::kill(worker.pid, libc::SIGSTOP) }, 0);
+    events.read_to_end().await;
+    let exit = tokio::time::timeout(RUN_LIMIT, h.rt.wait(&name))
+        .await
+        .expect("wait returns")
+        .expect("the sandbox ends");
     assert!(exit.deadline_exceeded, "{exit:?}");
     assert!(!exit.stopped);
     assert!(
-        started.elapsed() < Duration::from_secs(1 + 2 + 3),
+        started.elapsed() < Duration::from_secs(3 + 2 + 3),
         "{:?}",
         started.elapsed()
     );

@@ -21,6 +21,7 @@ mod limits;
 mod lines;
 mod process;
 mod pump;
+mod reaper;
 mod supervise;
 
 use std::ffi::OsString;

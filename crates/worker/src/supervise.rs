@@ -126,6 +126,7 @@ pub async fn run(config: Config, program: OsString, args: Vec<OsString>) -> i32 
         .and_then(|id| libc::pid_t::try_from(id).ok())
         .unwrap_or(0);
 
+    let reaper = crate::reaper::spawn_if_init(pgid);
     let (sink, source) = pump::queue(Arc::clone(&rate));
     let writer = tokio::spawn(emitter.run(source, Arc::clone(&rate)));
     let readers = Readers::spawn(&mut child, receiver, sink, config.max_line_bytes);
@@ -168,6 +169,9 @@ pub async fn run(config: Config, program: OsString, args: Vec<OsString>) -> i32 
             1
         }
     };
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
     events.cleanup();
     code
 }

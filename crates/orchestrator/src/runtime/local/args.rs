@@ -139,13 +139,16 @@ pub(crate) fn bwrap_args(
     tmp_bytes: u64,
 ) -> Vec<OsString> {
     let mut args = Args::default();
-    // Namespaces and privileges.
+    // Namespaces and privileges. The worker is the pid namespace's init (`--as-pid-1`,
+    // it reaps what the program leaves behind): bwrap's own init would exit after telling
+    // bwrap the status and be left for the host's init to reap, one orphan per sandbox.
     args.flags(&[
         "--unshare-all",
         "--unshare-user",
         "--disable-userns",
         "--die-with-parent",
         "--new-session",
+        "--as-pid-1",
     ]);
     args.opt("--cap-drop", "ALL");
     args.opt("--uid", INSIDE_UID.to_string());
@@ -313,7 +316,7 @@ mod tests {
             let arity = match flag.as_str() {
                 "--setenv" | "--ro-bind" | "--bind" | "--symlink" => 2,
                 "--unshare-all" | "--unshare-user" | "--disable-userns" | "--die-with-parent"
-                | "--new-session" | "--clearenv" => 0,
+                | "--new-session" | "--as-pid-1" | "--clearenv" => 0,
                 _ => 1,
             };
             out.push((flag, args[i + 1..i + 1 + arity].to_vec()));
@@ -326,7 +329,7 @@ mod tests {
     #[test]
     fn isolation_flags_come_first() {
         let args = args_for(&request());
-        let head: Vec<&str> = args.iter().take(13).map(String::as_str).collect();
+        let head: Vec<&str> = args.iter().take(14).map(String::as_str).collect();
         assert_eq!(
             head,
             [
@@ -335,6 +338,7 @@ mod tests {
                 "--disable-userns",
                 "--die-with-parent",
                 "--new-session",
+                "--as-pid-1",
                 "--cap-drop",
                 "ALL",
                 "--uid",
