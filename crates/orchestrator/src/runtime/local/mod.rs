@@ -24,6 +24,7 @@ mod cgroup;
 mod host_lock;
 mod leftover;
 mod limits;
+mod name_locks;
 mod probe;
 mod process;
 mod procfs;
@@ -36,6 +37,7 @@ use self::args::{HostLayout, SandboxPaths};
 use self::cgroup::{CgroupLimits, Cgroups, SandboxCgroup};
 use self::leftover::Leftover;
 use self::limits::{ChildSetup, Rlimits};
+use self::name_locks::NameLocks;
 use self::process::{Launch, Live};
 use self::state::{Meta, SandboxDir};
 use self::uids::UidPool;
@@ -118,9 +120,11 @@ pub struct LocalRuntime {
     /// Sandboxes get pool uids (the orchestrator is root).
     own_uids: bool,
     uids: UidPool,
+    /// Pool uids that processes outside this runtime's bookkeeping run as.
+    uid_scan: procfs::UidScan,
     live: Mutex<HashMap<String, Arc<Live>>>,
-    /// Serialises create, remove and list.
-    lifecycle: tokio::sync::Mutex<()>,
+    /// Serialises create and remove of each sandbox (not of different ones).
+    names: NameLocks,
 }
 
 impl std::fmt::Debug for LocalRuntime {
@@ -156,6 +160,12 @@ impl LocalRuntime {
             )));
         }
         state::prepare_state_dir(&config.state_dir, own_uids).map_err(RuntimeError::Failed)?;
+        state::write_account_files(&config.state_dir).map_err(|e| {
+            RuntimeError::Failed(format!(
+                "cannot write the sandboxes' account files in {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
         let host = HostLayout::probe();
 
         let uids = UidPool::new(
@@ -163,6 +173,8 @@ impl LocalRuntime {
             config.slots,
             own_uids.then(|| config.uid_lock_dir.clone()),
         );
+        let uid_scan =
+            procfs::UidScan::new(config.uid_base..config.uid_base.saturating_add(config.slots));
         for (_, meta) in state::list(&config.state_dir).map_err(|e| {
             RuntimeError::Failed(format!(
                 "cannot read the state directory {}: {e}",
@@ -180,7 +192,7 @@ impl LocalRuntime {
         }
         if own_uids {
             // Probe as a free pool uid, exactly like a sandbox will run.
-            let probe_uid = uids.allocate(&procfs::busy_uids());
+            let probe_uid = uids.allocate(|uid| uid_scan.in_use(uid));
             let result =
                 probe::probe_bwrap(&config, &host, Some(probe_uid.unwrap_or(config.uid_base)));
             if let Some(uid) = probe_uid {
@@ -220,8 +232,9 @@ impl LocalRuntime {
             cgroups,
             own_uids,
             uids,
+            uid_scan,
             live: Mutex::new(HashMap::new()),
-            lifecycle: tokio::sync::Mutex::new(()),
+            names: NameLocks::default(),
         })
     }
 
@@ -256,7 +269,7 @@ impl LocalRuntime {
     async fn create_sandbox(&self, request: &SandboxRequest) -> Result<Created, RuntimeError> {
         check_request(request)?;
         let name = request.sandbox_name();
-        let _lifecycle = self.lifecycle.lock().await;
+        let _name = self.names.lock(&name).await;
         if self.live(&name).is_some() {
             return Ok(Created::Existing);
         }
@@ -270,13 +283,16 @@ impl LocalRuntime {
             delete_dir(dir.clone()).await?;
         }
         let host_uid = if self.own_uids {
-            let busy = procfs::busy_uids();
-            Some(self.uids.allocate(&busy).ok_or_else(|| {
-                RuntimeError::Failed(format!(
-                    "all {} sandbox uids are in use; no more sandboxes can run at once",
-                    self.uids.slots()
-                ))
-            })?)
+            Some(
+                self.uids
+                    .allocate(|uid| self.uid_scan.in_use(uid))
+                    .ok_or_else(|| {
+                        RuntimeError::Failed(format!(
+                            "all {} sandbox uids are in use; no more sandboxes can run at once",
+                            self.uids.slots()
+                        ))
+                    })?,
+            )
         } else {
             None
         };
@@ -342,8 +358,6 @@ impl LocalRuntime {
             pid_start: None,
             host_uid,
         };
-        dir.write_meta(&meta)
-            .map_err(|e| failed("cannot write meta.json", e))?;
 
         let memory = request.resources.memory_bytes();
         if let Some(cgroup) = cgroup {
@@ -409,13 +423,14 @@ impl LocalRuntime {
                 .saturating_add(self.config.deadline_margin),
             kill_grace: self.config.kill_grace,
         })?;
+        // Written once, now that the pid is known (a directory without it is a create
+        // that did not finish, and the next create of the name clears it). Without it a
+        // restarted orchestrator could not find the sandbox, so failing to write it ends
+        // the sandbox (dropping `live` stops it; the caller cleans up).
         meta.pid = Some(live.pid);
         meta.pid_start = procfs::start_time(live.pid);
-        if let Err(e) = dir.write_meta(&meta) {
-            // Not fatal: the sandbox runs and is known in memory; after a restart its
-            // cgroup and uid still identify it.
-            tracing::warn!(error = %e, "cannot record the sandbox's pid in meta.json");
-        }
+        dir.write_meta(&meta)
+            .map_err(|e| failed("cannot write meta.json", e))?;
         Ok(live)
     }
 
@@ -471,7 +486,7 @@ impl LocalRuntime {
 
     #[tracing::instrument(skip_all, fields(sandbox = %name))]
     async fn remove_sandbox(&self, name: &str) -> Result<(), RuntimeError> {
-        let _lifecycle = self.lifecycle.lock().await;
+        let _name = self.names.lock(name).await;
         if !state::valid_name(name) {
             return Ok(());
         }
@@ -504,6 +519,8 @@ impl LocalRuntime {
         }
         delete_dir(dir).await?;
         if let Some(uid) = host_uid {
+            // Nothing of the sandbox is left: it was killed and waited for above.
+            self.uid_scan.forget(uid);
             self.uids.release(uid);
         }
         self.live
@@ -514,8 +531,9 @@ impl LocalRuntime {
         Ok(())
     }
 
+    /// Reads every sandbox's `meta.json` (written atomically, so a sandbox being created
+    /// is listed once it has one).
     async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, RuntimeError> {
-        let _lifecycle = self.lifecycle.lock().await;
         let found = state::list(&self.config.state_dir).map_err(|e| {
             RuntimeError::Failed(format!(
                 "cannot read the state directory {}: {e}",

@@ -265,8 +265,15 @@ impl Supervisor {
         self.kill_pass();
     }
 
+    /// With a cgroup, its member list is every process of the sandbox: nothing inside
+    /// can leave it (no cgroup file system is mounted inside, and its own cgroup
+    /// namespace hides the hierarchy), so the host-wide scan for the sandbox's uid is
+    /// only needed without one.
     fn kill_pass(&self) -> bool {
-        let mut found = self.cgroup.as_ref().is_some_and(SandboxCgroup::kill_pass);
+        if let Some(cgroup) = &self.cgroup {
+            return cgroup.kill_pass();
+        }
+        let mut found = false;
         if let Some(uid) = self.host_uid {
             for pid in procfs::pids_of_uid(uid) {
                 found = true;

@@ -1,6 +1,8 @@
 //! The on-disk state of sandboxes: `<state_dir>/<name>/` (root-owned, 0711) with
-//! `scratch/` (the sandbox's, 0700), `input.json`, `passwd`, `group` and `meta.json`, which
-//! lets a restarted orchestrator find, stop and remove what an earlier process left.
+//! `scratch/` (the sandbox's, 0700), `input.json` and `meta.json`, which lets a restarted
+//! orchestrator find, stop and remove what an earlier process left. The `/etc/passwd` and
+//! `/etc/group` every sandbox sees are the same for all, written once per state directory
+//! (`.passwd`, `.group`; names starting with a dot are never sandboxes).
 
 use airlock_core::{EvaluationId, RunId, TeamId};
 use chrono::{DateTime, Utc};
@@ -82,16 +84,38 @@ pub(crate) fn prepare_state_dir(path: &Path, others_search: bool) -> Result<(), 
     Ok(())
 }
 
+/// Writes the account files every sandbox of `state_dir` sees (atomically, readable by
+/// every sandbox uid).
+pub(crate) fn write_account_files(state_dir: &Path) -> io::Result<()> {
+    let passwd = format!(
+        "airlock:x:{INSIDE_UID}:{INSIDE_GID}:airlock sandbox:{SCRATCH_INSIDE}:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    );
+    let group = format!("airlock:x:{INSIDE_GID}:\nnogroup:x:65534:\n");
+    for (name, text) in [(PASSWD, passwd), (GROUP, group)] {
+        let tmp = state_dir.join(format!("{name}.tmp"));
+        fs::write(&tmp, text)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+        fs::rename(&tmp, state_dir.join(name))?;
+    }
+    Ok(())
+}
+
+const PASSWD: &str = ".passwd";
+const GROUP: &str = ".group";
+
 /// The directory of one sandbox.
 #[derive(Debug, Clone)]
 pub(crate) struct SandboxDir {
     root: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl SandboxDir {
     pub(crate) fn new(state_dir: &Path, name: &str) -> Self {
         Self {
             root: state_dir.join(name),
+            state_dir: state_dir.to_owned(),
         }
     }
 
@@ -107,12 +131,14 @@ impl SandboxDir {
         self.root.join("input.json")
     }
 
+    /// Shared by every sandbox of the state directory ([`write_account_files`]).
     pub(crate) fn passwd(&self) -> PathBuf {
-        self.root.join("passwd")
+        self.state_dir.join(PASSWD)
     }
 
+    /// Shared by every sandbox of the state directory ([`write_account_files`]).
     pub(crate) fn group(&self) -> PathBuf {
-        self.root.join("group")
+        self.state_dir.join(GROUP)
     }
 
     pub(crate) fn exists(&self) -> bool {
@@ -149,15 +175,6 @@ impl SandboxDir {
             None => fs::set_permissions(&input_path, fs::Permissions::from_mode(0o600))?,
         }
 
-        let passwd = format!(
-            "airlock:x:{INSIDE_UID}:{INSIDE_GID}:airlock sandbox:{SCRATCH_INSIDE}:/bin/sh\n\
-             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-        );
-        let group = format!("airlock:x:{INSIDE_GID}:\nnogroup:x:65534:\n");
-        for (path, text) in [(self.passwd(), passwd), (self.group(), group)] {
-            fs::write(&path, text)?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
-        }
         Ok(())
     }
 
@@ -267,6 +284,7 @@ mod tests {
     #[test]
     fn prepares_lists_and_deletes_a_sandbox_dir() {
         let state = temp_dir();
+        write_account_files(&state).expect("account files");
         let dir = SandboxDir::new(&state, "airlock-x-1");
         dir.prepare(None, &serde_json::json!({"a": 1}))
             .expect("prepare");

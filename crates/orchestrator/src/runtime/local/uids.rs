@@ -8,7 +8,7 @@
 //! keep sandboxes out of each other's scratch directories, and "every process of this
 //! uid" is exactly "every process of this sandbox".
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -63,14 +63,19 @@ impl UidPool {
     }
 
     /// Takes the lowest uid that is free here, on the host (its lock), and that no
-    /// process runs as (`busy`); `None` when every slot is taken.
-    pub(crate) fn allocate(&self, busy: &HashSet<u32>) -> Option<u32> {
+    /// process runs as (`in_use`, asked only of a uid whose lock was free); `None` when
+    /// every slot is taken.
+    pub(crate) fn allocate(&self, in_use: impl Fn(u32) -> bool) -> Option<u32> {
         let mut used = self.lock();
         for uid in (0..self.slots).map(|slot| self.base + slot) {
-            if used.contains_key(&uid) || busy.contains(&uid) {
+            if used.contains_key(&uid) {
                 continue;
             }
             if let Some(lock) = self.host_lock(uid) {
+                if in_use(uid) {
+                    // Dropping the lock lets it go again.
+                    continue;
+                }
                 used.insert(uid, lock);
                 return Some(uid);
             }
@@ -122,14 +127,14 @@ mod tests {
     #[test]
     fn allocates_distinct_uids_until_full_and_reuses_released_ones() {
         let pool = UidPool::new(200_000, 3, None);
-        let none = HashSet::new();
-        assert_eq!(pool.allocate(&none), Some(200_000));
-        assert_eq!(pool.allocate(&none), Some(200_001));
-        assert_eq!(pool.allocate(&none), Some(200_002));
-        assert_eq!(pool.allocate(&none), None);
+        let none = |_| false;
+        assert_eq!(pool.allocate(none), Some(200_000));
+        assert_eq!(pool.allocate(none), Some(200_001));
+        assert_eq!(pool.allocate(none), Some(200_002));
+        assert_eq!(pool.allocate(none), None);
         pool.release(200_001);
         pool.release(200_001);
-        assert_eq!(pool.allocate(&none), Some(200_001));
+        assert_eq!(pool.allocate(none), Some(200_001));
     }
 
     #[test]
@@ -137,9 +142,9 @@ mod tests {
         let pool = UidPool::new(10, 3, None);
         assert!(pool.reserve(10));
         assert!(!pool.reserve(99));
-        let busy = HashSet::from([11]);
-        assert_eq!(pool.allocate(&busy), Some(12));
-        assert_eq!(pool.allocate(&busy), None);
+        let busy = |uid| uid == 11;
+        assert_eq!(pool.allocate(busy), Some(12));
+        assert_eq!(pool.allocate(busy), None);
         assert!(pool.contains(12) && !pool.contains(13) && !pool.contains(9));
     }
 
@@ -149,16 +154,16 @@ mod tests {
         let dir = lock_dir("shared");
         let first = UidPool::new(500_000, 4, Some(dir.clone()));
         let second = UidPool::new(500_000, 4, Some(dir.clone()));
-        let none = HashSet::new();
+        let none = |_| false;
         let mut handed: Vec<u32> = Vec::new();
         for _ in 0..2 {
-            handed.extend(first.allocate(&none));
-            handed.extend(second.allocate(&none));
+            handed.extend(first.allocate(none));
+            handed.extend(second.allocate(none));
         }
         handed.sort_unstable();
         assert_eq!(handed, vec![500_000, 500_001, 500_002, 500_003]);
         assert_eq!(
-            first.allocate(&none),
+            first.allocate(none),
             None,
             "every uid is held by one of them"
         );
@@ -166,7 +171,7 @@ mod tests {
         second.release(500_001);
         second.release(500_003);
         assert_eq!(
-            first.allocate(&none),
+            first.allocate(none),
             Some(500_001),
             "released uids are free again"
         );
