@@ -104,6 +104,25 @@ pub enum RunReport {
     /// The run entered a state.
     #[serde(rename = "run_status.v1")]
     StatusV1(RunStatusChange),
+    /// Several reports of one run, in order: what queued up while the previous message
+    /// of the run waited for the broker's confirm.
+    #[serde(rename = "run_reports.v1")]
+    BatchV1(RunReports),
+}
+
+/// Reports of one run, applied in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReports {
+    pub run_id: RunId,
+    pub evaluation_id: EvaluationId,
+    pub reports: Vec<RunReport>,
+}
+
+/// One report that is not a batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReportPart<'a> {
+    Events(&'a RunEvents),
+    Status(&'a RunStatusChange),
 }
 
 impl RunReport {
@@ -111,6 +130,7 @@ impl RunReport {
         match self {
             Self::EventsV1(e) => e.run_id,
             Self::StatusV1(s) => s.run_id,
+            Self::BatchV1(b) => b.run_id,
         }
     }
 
@@ -118,6 +138,56 @@ impl RunReport {
         match self {
             Self::EventsV1(e) => e.evaluation_id,
             Self::StatusV1(s) => s.evaluation_id,
+            Self::BatchV1(b) => b.evaluation_id,
+        }
+    }
+
+    /// The reports this one stands for, in order (a batch's, flattened).
+    pub fn parts(&self) -> Vec<ReportPart<'_>> {
+        let mut parts = Vec::new();
+        self.collect_parts(&mut parts);
+        parts
+    }
+
+    fn collect_parts<'a>(&'a self, parts: &mut Vec<ReportPart<'a>>) {
+        match self {
+            Self::EventsV1(events) => parts.push(ReportPart::Events(events)),
+            Self::StatusV1(status) => parts.push(ReportPart::Status(status)),
+            Self::BatchV1(batch) => {
+                for report in &batch.reports {
+                    report.collect_parts(parts);
+                }
+            }
+        }
+    }
+
+    /// One message for `reports` of one run: the report itself when there is one, else
+    /// a batch. `None` when there is none.
+    pub fn combine(mut reports: Vec<RunReport>) -> Option<RunReport> {
+        match reports.len() {
+            0 => None,
+            1 => reports.pop(),
+            _ => Some(Self::BatchV1(RunReports {
+                run_id: reports[0].run_id(),
+                evaluation_id: reports[0].evaluation_id(),
+                reports,
+            })),
+        }
+    }
+}
+
+impl ReportPart<'_> {
+    pub fn run_id(&self) -> RunId {
+        match self {
+            Self::Events(e) => e.run_id,
+            Self::Status(s) => s.run_id,
+        }
+    }
+
+    pub fn evaluation_id(&self) -> EvaluationId {
+        match self {
+            Self::Events(e) => e.evaluation_id,
+            Self::Status(s) => s.evaluation_id,
         }
     }
 }
@@ -217,5 +287,62 @@ mod tests {
         assert_eq!(json["type"], "evaluation_cancelled.v1");
         let back: Control = serde_json::from_value(json).expect("parses");
         assert_eq!(back, control);
+    }
+
+    fn status(run_id: RunId, evaluation_id: EvaluationId, state: RunState) -> RunReport {
+        RunReport::StatusV1(RunStatusChange {
+            run_id,
+            evaluation_id,
+            attempt: 1,
+            state,
+            reason: None,
+            exit_code: None,
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn a_batch_of_reports_travels_as_one_message_and_keeps_their_order() {
+        let (run, evaluation) = (RunId::new(), EvaluationId::new());
+        let events = RunReport::EventsV1(RunEvents {
+            run_id: run,
+            evaluation_id: evaluation,
+            attempt: 1,
+            events: Vec::new(),
+        });
+        let reports = vec![
+            status(run, evaluation, RunState::Starting),
+            status(run, evaluation, RunState::Running),
+            events,
+            status(run, evaluation, RunState::Succeeded),
+        ];
+        let batch = RunReport::combine(reports.clone()).expect("a batch");
+        let json = serde_json::to_value(&batch).expect("serializes");
+        assert_eq!(json["type"], "run_reports.v1");
+        assert_eq!(json["reports"][1]["type"], "run_status.v1");
+        let back: RunReport = serde_json::from_value(json).expect("parses");
+        assert_eq!(back.run_id(), run);
+        assert_eq!(back.evaluation_id(), evaluation);
+        let states: Vec<Option<RunState>> = back
+            .parts()
+            .iter()
+            .map(|part| match part {
+                ReportPart::Status(s) => Some(s.state),
+                ReportPart::Events(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                Some(RunState::Starting),
+                Some(RunState::Running),
+                None,
+                Some(RunState::Succeeded)
+            ]
+        );
+        // A single report is sent as itself, as before batches existed.
+        let one = RunReport::combine(vec![reports[0].clone()]).expect("one");
+        assert_eq!(one, reports[0]);
+        assert_eq!(RunReport::combine(Vec::new()), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use airlock_core::event::EventBody;
 use airlock_core::messages::{
-    EvaluationUpdate, RunReport, RunSnapshot, RunStatusChange, StoredEvent,
+    EvaluationUpdate, ReportPart, RunReport, RunSnapshot, RunStatusChange, StoredEvent,
 };
 use airlock_core::run_status::{StatusOutcome, apply_status};
 use airlock_core::score::{Aggregate, ScoreSummary};
@@ -102,12 +102,13 @@ impl ResultsDb {
     /// Applies a batch of reports in one transaction.
     #[tracing::instrument(skip_all, fields(reports = reports.len()))]
     pub async fn apply_reports(&self, reports: &[RunReport]) -> Result<Applied> {
-        let mut by_run: BTreeMap<RunId, Vec<&RunReport>> = BTreeMap::new();
-        for report in reports {
-            by_run.entry(report.run_id()).or_default().push(report);
+        let mut by_run: BTreeMap<RunId, Vec<ReportPart<'_>>> = BTreeMap::new();
+        for part in reports.iter().flat_map(RunReport::parts) {
+            by_run.entry(part.run_id()).or_default().push(part);
         }
         let mut tx = self.pool().begin().await?;
         let mut runs = lock_runs(&mut tx, by_run.keys().copied().collect()).await?;
+        let stored = stored_source_seqs(&mut tx, &by_run).await?;
         let mut applied = Applied::default();
         let mut new_events = Vec::new();
         let mut evaluations: BTreeMap<EvaluationId, EvaluationWork> = BTreeMap::new();
@@ -126,13 +127,10 @@ impl ResultsDb {
             let eval = evaluations.entry(work.snapshot.evaluation_id).or_default();
             for report in reports {
                 match report {
-                    RunReport::EventsV1(batch) => {
-                        let fresh =
-                            fresh_source_seqs(&mut tx, *run_id, batch.attempt, &batch.events)
-                                .await?;
+                    ReportPart::Events(batch) => {
                         let mut taken = 0;
                         for event in batch.events.iter().filter(|e| {
-                            fresh.contains(&(e.seq as i64))
+                            !stored.contains(&(*run_id, batch.attempt, e.seq as i64))
                                 && work.batch_seen.insert((batch.attempt, e.seq))
                         }) {
                             taken += 1;
@@ -157,7 +155,7 @@ impl ResultsDb {
                         }
                         applied.duplicates += batch.events.len() - taken;
                     }
-                    RunReport::StatusV1(change) => match apply_status(&mut work.snapshot, change) {
+                    ReportPart::Status(change) => match apply_status(&mut work.snapshot, change) {
                         StatusOutcome::Unchanged => {}
                         StatusOutcome::Rejected(reason) => applied.rejected.push(Rejection {
                             run_id: *run_id,
@@ -298,32 +296,49 @@ async fn lock_runs(
     Ok(out)
 }
 
-/// The worker seqs of `events` not stored yet (and not repeated within the batch).
-async fn fresh_source_seqs(
+/// The (run, attempt, worker seq) of the batch's events that are stored already, in
+/// one query for the whole batch: each report's events are a contiguous range of worker
+/// seqs, and the range lets the (run_id, attempt, source_seq) index bound the scan.
+async fn stored_source_seqs(
     tx: &mut Transaction<'_, Postgres>,
-    run_id: RunId,
-    attempt: u32,
-    events: &[airlock_core::event::WorkerEvent],
-) -> Result<HashSet<i64>> {
-    let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
-    let (Some(low), Some(high)) = (seqs.iter().min(), seqs.iter().max()) else {
+    by_run: &BTreeMap<RunId, Vec<ReportPart<'_>>>,
+) -> Result<HashSet<(RunId, u32, i64)>> {
+    let (mut runs, mut attempts, mut lows, mut highs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (run_id, parts) in by_run {
+        for part in parts {
+            let ReportPart::Events(batch) = part else {
+                continue;
+            };
+            let seqs = batch.events.iter().map(|e| e.seq as i64);
+            let (Some(low), Some(high)) = (seqs.clone().min(), seqs.max()) else {
+                continue;
+            };
+            runs.push(run_id.as_uuid());
+            attempts.push(batch.attempt as i32);
+            lows.push(low);
+            highs.push(high);
+        }
+    }
+    if runs.is_empty() {
         return Ok(HashSet::new());
-    };
-    // The range lets the (run_id, attempt, source_seq) index bound the scan; without it
-    // every check would read all of the run's events.
-    let stored: Vec<i64> = sqlx::query_scalar(
-        "SELECT source_seq FROM run_events
-         WHERE run_id = $1 AND attempt = $2 AND source_seq BETWEEN $3 AND $4 AND source_seq = ANY($5)",
+    }
+    let stored: Vec<(Uuid, i32, i64)> = sqlx::query_as(
+        "SELECT DISTINCT e.run_id, e.attempt, e.source_seq
+         FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[]) AS r(run_id, attempt, low, high)
+         JOIN run_events e ON e.run_id = r.run_id AND e.attempt = r.attempt
+          AND e.source_seq BETWEEN r.low AND r.high",
     )
-    .bind(run_id.as_uuid())
-    .bind(attempt as i32)
-    .bind(low)
-    .bind(high)
-    .bind(&seqs)
+    .bind(&runs)
+    .bind(&attempts)
+    .bind(&lows)
+    .bind(&highs)
     .fetch_all(&mut **tx)
     .await?;
-    let stored: HashSet<i64> = stored.into_iter().collect();
-    Ok(seqs.into_iter().filter(|s| !stored.contains(s)).collect())
+    Ok(stored
+        .into_iter()
+        .map(|(run, attempt, seq)| (run.into(), attempt as u32, seq))
+        .collect())
 }
 
 async fn insert_events(tx: &mut Transaction<'_, Postgres>, events: &[NewEvent]) -> Result<()> {

@@ -1,10 +1,13 @@
 //! The life of one attempt once it holds a slot and its claim: create the sandbox,
 //! acknowledge the request (only now that the sandbox exists), report its placement,
 //! follow its output, wait for its end, decide how it ended (or retry it when the platform
-//! broke it), clean up, and release the claim last. An attempt whose sandbox could not be
-//! made publishes its retry or refusal first and acknowledges the request after, so a
-//! crash in between leaves a redelivery, never a run stuck in `scheduling`. An adopted
-//! attempt (its sandbox outlived a lost replica) skips creation.
+//! broke it), clean up, and release the claim last. Reports go through the attempt's
+//! [`ReportStream`], so the attempt never waits for a broker confirm except where it
+//! must: an attempt whose sandbox could not be made publishes its retry or refusal,
+//! waits for the confirm and acknowledges the request after, so a crash in between
+//! leaves a redelivery, never a run stuck in `scheduling`; and the claim is released only
+//! once every report is confirmed. An adopted attempt (its sandbox outlived a lost
+//! replica) skips creation.
 
 use airlock_core::messages::RunRequested;
 use airlock_core::{RunState, TraceContext};
@@ -16,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 use crate::follower::{self, Outcome};
+use crate::report_stream::ReportStream;
 use crate::reports::{Attempt, ReportSink};
 use crate::retry::{RetryPolicy, retry_or_fail};
 use crate::runtime::{
@@ -86,21 +90,20 @@ impl Execution {
     pub async fn run(self) {
         let sandbox = to_sandbox_request(&self.request, &self.env.worker_env);
         let name = sandbox.sandbox_name();
-        let (ending, acked) = self.attempt_in(&sandbox, &name).await;
-        let sink = &self.env.sink;
+        let mut reports = ReportStream::new(self.attempt(), self.env.sink.clone());
+        let (ending, acked) = self.attempt_in(&sandbox, &name, &mut reports).await;
         match &ending {
             Some(Ending::Final {
                 state,
                 reason,
                 exit_code,
-            }) => {
-                sink.status(self.attempt(), *state, reason.clone(), *exit_code)
-                    .await
-            }
+            }) => reports.status(*state, reason.clone(), *exit_code).await,
             Some(Ending::Retry(cause)) => {
                 tracing::warn!(cause, "attempt broken by the platform");
+                // The next attempt's reports come after this one's.
+                reports.flush().await;
                 retry_or_fail(
-                    sink,
+                    &self.env.sink,
                     self.env.retry,
                     &self.request,
                     self.trace,
@@ -110,15 +113,22 @@ impl Execution {
             }
             None => {}
         }
-        if !acked && let Some(delivery) = &self.delivery {
-            // Only now that what comes next is published.
-            ack(delivery).await;
-        }
-        if ending.is_none() {
+        let Some(_) = ending else {
+            reports.finish().await;
+            if !acked && let Some(delivery) = &self.delivery {
+                ack(delivery).await;
+            }
             return;
-        }
-        if let Err(error) = self.env.runtime.remove(&name).await {
-            tracing::warn!(%error, sandbox = %name, "sandbox cleanup failed");
+        };
+        let removing = async {
+            if let Err(error) = self.env.runtime.remove(&name).await {
+                tracing::warn!(%error, sandbox = %name, "sandbox cleanup failed");
+            }
+        };
+        tokio::join!(reports.finish(), removing);
+        if !acked && let Some(delivery) = &self.delivery {
+            // Only now that what comes next is confirmed.
+            ack(delivery).await;
         }
         self.env
             .release_claim(self.request.run_id, self.request.attempt)
@@ -127,12 +137,16 @@ impl Execution {
 
     /// Runs the attempt to its end; the ending is `None` when another execution owns
     /// the sandbox. Says whether the request was acknowledged.
-    async fn attempt_in(&self, sandbox: &SandboxRequest, name: &str) -> (Option<Ending>, bool) {
-        let attempt = self.attempt();
+    async fn attempt_in(
+        &self,
+        sandbox: &SandboxRequest,
+        name: &str,
+        reports: &mut ReportStream,
+    ) -> (Option<Ending>, bool) {
         let runtime = &self.env.runtime;
         let mut acked = false;
         if let Some(delivery) = &self.delivery {
-            match self.create(sandbox).await {
+            match self.create(sandbox, reports).await {
                 Ok(()) => {
                     ack(delivery).await;
                     acked = true;
@@ -142,17 +156,14 @@ impl Execution {
         } else {
             tracing::info!(sandbox = %name, "following a sandbox adopted from a lost orchestrator");
         }
-        self.report_placement(name).await;
+        self.report_placement(name, reports).await;
         if self.cancelled.load(Ordering::SeqCst) {
             let _ = runtime.stop(name).await;
         }
         let outcome = match runtime.output(name).await {
             Ok(output) => {
-                self.env
-                    .sink
-                    .status(attempt, RunState::Running, None, None)
-                    .await;
-                follower::follow(output, attempt, &self.env.sink).await
+                reports.status(RunState::Running, None, None).await;
+                follower::follow(output, reports).await
             }
             Err(error) => {
                 tracing::warn!(%error, "no sandbox output to read");
@@ -181,12 +192,15 @@ async fn ack(delivery: &Delivery) {
 impl Execution {
     /// Creates the sandbox; `Err` is how the attempt ends (`None`: another execution
     /// owns the sandbox).
-    async fn create(&self, sandbox: &SandboxRequest) -> Result<(), Option<Ending>> {
+    async fn create(
+        &self,
+        sandbox: &SandboxRequest,
+        reports: &mut ReportStream,
+    ) -> Result<(), Option<Ending>> {
         let runtime = &self.env.runtime;
-        self.env
-            .sink
-            .status(
-                self.attempt(),
+        // Followed by `starting` once the sandbox exists.
+        reports
+            .status_with_next(
                 RunState::Scheduling,
                 Some("creating the sandbox".into()),
                 None,
@@ -219,7 +233,7 @@ impl Execution {
 
     /// Reports `scheduling` (with the runtime's reasons) and `starting` until the
     /// sandbox's program starts or the sandbox ends first.
-    async fn report_placement(&self, name: &str) {
+    async fn report_placement(&self, name: &str, reports: &mut ReportStream) {
         let (progress, mut placements) = mpsc::unbounded_channel();
         let placing = self.env.runtime.until_started(name, progress);
         let mut placing = std::pin::pin!(placing);
@@ -228,7 +242,7 @@ impl Execution {
             tokio::select! {
                 biased;
                 placement = placements.recv() => match placement {
-                    Some(placement) => self.report(placement).await,
+                    Some(placement) => report(placement, reports).await,
                     None if done => return,
                     None => {}
                 },
@@ -236,17 +250,15 @@ impl Execution {
             }
         }
     }
+}
 
-    async fn report(&self, placement: Placement) {
-        let (state, reason) = match placement {
-            Placement::Scheduling(reason) => (RunState::Scheduling, Some(reason)),
-            Placement::Starting(reason) => (RunState::Starting, reason),
-        };
-        self.env
-            .sink
-            .status(self.attempt(), state, reason, None)
-            .await;
-    }
+async fn report(placement: Placement, reports: &mut ReportStream) {
+    let (state, reason) = match placement {
+        Placement::Scheduling(reason) => (RunState::Scheduling, Some(reason)),
+        Placement::Starting(reason) => (RunState::Starting, reason),
+    };
+    // Followed by `running` (or another placement).
+    reports.status_with_next(state, reason, None).await;
 }
 
 /// How an attempt ended.

@@ -1,19 +1,18 @@
-//! Follows a sandbox's output: the worker's JSON lines become batched `run_events`
-//! reports, in order. Remembers how the program ended, as the worker told it.
+//! Follows a sandbox's output: the worker's JSON lines become `run_events` reports, in
+//! order. Lines are handed on as soon as the output has no more to give at once (no
+//! timer: the report stream coalesces whatever queues up while a message waits for its
+//! confirm), so the first event of a run is on its way within a read. Remembers how the
+//! program ended, as the worker told it.
 
 use airlock_core::event::{EventBody, WorkerEvent};
-use airlock_core::messages::{RunEvents, RunReport};
-use std::time::Duration;
+use futures_util::FutureExt;
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::mpsc;
 
-use crate::reports::{Attempt, ReportSink};
+use crate::report_stream::ReportStream;
 use crate::runtime::OutputStream;
 
+/// Most events in one report.
 const BATCH_EVENTS: usize = 512;
-const BATCH_WAIT: Duration = Duration::from_millis(20);
-/// Batches read ahead of the broker's confirms.
-const PUBLISH_AHEAD: usize = 64;
 
 /// What the worker said about the end of the program.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,48 +23,19 @@ pub struct Outcome {
     pub events: u64,
 }
 
-pub async fn follow(output: OutputStream, attempt: Attempt, sink: &ReportSink) -> Outcome {
-    // Reading never waits for the broker's confirms: batches go to a publishing task
-    // through a bounded channel, so the worker's pipe keeps draining.
-    let (batches, mut pending) = mpsc::channel::<Vec<WorkerEvent>>(PUBLISH_AHEAD);
-    let publisher_sink = sink.clone();
-    let publisher = tokio::spawn(async move {
-        while let Some(events) = pending.recv().await {
-            let report = RunReport::EventsV1(RunEvents {
-                run_id: attempt.run_id,
-                evaluation_id: attempt.evaluation_id,
-                attempt: attempt.attempt,
-                events,
-            });
-            publisher_sink.send(&report, &attempt.trace).await;
-        }
-    });
-    let outcome = read(output, attempt, &batches).await;
-    drop(batches);
-    if let Err(error) = publisher.await {
-        tracing::error!(%error, "event publisher failed");
-    }
-    outcome
-}
-
-async fn read(
-    output: OutputStream,
-    attempt: Attempt,
-    batches: &mpsc::Sender<Vec<WorkerEvent>>,
-) -> Outcome {
+pub async fn follow(output: OutputStream, reports: &mut ReportStream) -> Outcome {
+    let attempt = reports.attempt();
     let mut lines = output.lines();
     let mut outcome = Outcome::default();
     let mut batch: Vec<WorkerEvent> = Vec::new();
     loop {
-        let next = if batch.is_empty() {
-            lines.next_line().await
-        } else {
-            match tokio::time::timeout(BATCH_WAIT, lines.next_line()).await {
-                Ok(line) => line,
-                Err(_) => {
-                    flush(&mut batch, batches).await;
-                    continue;
-                }
+        // A line already buffered is taken at once; when the next one would have to be
+        // waited for, the batch goes first. `next_line` is cancel-safe.
+        let next = match lines.next_line().now_or_never() {
+            Some(next) => next,
+            None => {
+                reports.events(std::mem::take(&mut batch)).await;
+                lines.next_line().await
             }
         };
         match next {
@@ -82,7 +52,7 @@ async fn read(
                     outcome.events += 1;
                     batch.push(event);
                     if batch.len() >= BATCH_EVENTS {
-                        flush(&mut batch, batches).await;
+                        reports.events(std::mem::take(&mut batch)).await;
                     }
                 }
                 Err(error) => {
@@ -96,12 +66,7 @@ async fn read(
             }
         }
     }
-    flush(&mut batch, batches).await;
+    // The end of the output: the final status follows.
+    reports.events_with_next(batch).await;
     outcome
-}
-
-async fn flush(batch: &mut Vec<WorkerEvent>, batches: &mpsc::Sender<Vec<WorkerEvent>>) {
-    if !batch.is_empty() {
-        let _ = batches.send(std::mem::take(batch)).await;
-    }
 }

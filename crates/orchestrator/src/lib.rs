@@ -16,6 +16,7 @@ mod dispatcher;
 mod execute;
 mod follower;
 mod metrics;
+mod report_stream;
 mod reports;
 mod retry;
 pub mod runtime;
