@@ -81,14 +81,20 @@ impl OrchestratorDb {
     }
 
     /// Claims a run attempt for a replica if the global limits allow (see the module).
+    /// Without limits a claim is one look and one insert (the primary key settles a race);
+    /// with limits the count and the insert happen under the advisory locks.
     #[tracing::instrument(skip_all, fields(run_id = %claim.run_id, attempt = claim.attempt))]
     pub async fn claim_attempt(&self, claim: ClaimRequest<'_>) -> Result<ClaimOutcome> {
         let attempt = i32::try_from(claim.attempt).unwrap_or(i32::MAX);
-        let mut tx = self.pool().begin().await?;
-        if let Some(outcome) = existing(&mut tx, claim, attempt).await? {
+        let (holder, limits) = look(self.pool(), claim, attempt).await?;
+        if let Some(outcome) = holder {
             return Ok(outcome);
         }
-        let limits = read_limits(&mut tx).await?.unwrap_or_default();
+        if limits == GlobalLimits::default() {
+            let mut connection = self.pool().acquire().await?;
+            return insert_claim(&mut connection, claim, attempt).await;
+        }
+        let mut tx = self.pool().begin().await?;
         let team: Uuid = claim.team_id.as_uuid();
         let mut platform_running = 0;
         if limits.platform.is_some() {
@@ -116,23 +122,9 @@ impl OrchestratorDb {
         if let Err(refusal) = limits.admit(count(team_running), count(platform_running)) {
             return Ok(ClaimOutcome::Refused(refusal));
         }
-        let inserted = sqlx::query(
-            "INSERT INTO run_claims (run_id, attempt, team_id, replica_id)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(claim.run_id.as_uuid())
-        .bind(attempt)
-        .bind(team)
-        .bind(claim.replica_id)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            // Another replica inserted it after our first look.
-            let outcome = existing(&mut tx, claim, attempt).await?;
-            return Ok(outcome.unwrap_or(ClaimOutcome::Taken { by: String::new() }));
-        }
+        let outcome = insert_claim(&mut tx, claim, attempt).await?;
         tx.commit().await?;
-        Ok(ClaimOutcome::Claimed)
+        Ok(outcome)
     }
 
     /// Releases this replica's claim of an attempt (the attempt ended here); idempotent.
@@ -218,23 +210,71 @@ async fn read_limits(connection: &mut sqlx::PgConnection) -> Result<Option<Globa
     }))
 }
 
-async fn existing(
-    tx: &mut sqlx::PgConnection,
+/// Who holds the attempt already (if anyone), and the limits in force, in one query.
+async fn look(
+    pool: &sqlx::PgPool,
     claim: ClaimRequest<'_>,
     attempt: i32,
-) -> Result<Option<ClaimOutcome>> {
+) -> Result<(Option<ClaimOutcome>, GlobalLimits)> {
+    let row: (Option<String>, Option<bool>, Option<i32>, Option<i32>) = sqlx::query_as(
+        "SELECT c.replica_id, c.released_at IS NOT NULL,
+                l.team_max_concurrent_runs, l.platform_max_concurrent_runs
+         FROM (SELECT 1) one
+         LEFT JOIN run_claims c ON c.run_id = $1 AND c.attempt = $2
+         LEFT JOIN global_limits l ON true",
+    )
+    .bind(claim.run_id.as_uuid())
+    .bind(attempt)
+    .fetch_one(pool)
+    .await?;
+    let (holder, released, team, platform) = row;
+    let unsigned = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+    let limits = GlobalLimits {
+        per_team: unsigned(team),
+        platform: unsigned(platform),
+    };
+    Ok((
+        holder.map(|by| holder_outcome(claim, by, released.unwrap_or(false))),
+        limits,
+    ))
+}
+
+fn holder_outcome(claim: ClaimRequest<'_>, by: String, released: bool) -> ClaimOutcome {
+    if by == claim.replica_id && !released {
+        ClaimOutcome::AlreadyMine
+    } else {
+        ClaimOutcome::Taken { by }
+    }
+}
+
+/// Inserts the claim; when another replica got there first, says who.
+async fn insert_claim(
+    connection: &mut sqlx::PgConnection,
+    claim: ClaimRequest<'_>,
+    attempt: i32,
+) -> Result<ClaimOutcome> {
+    let inserted = sqlx::query(
+        "INSERT INTO run_claims (run_id, attempt, team_id, replica_id)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(claim.run_id.as_uuid())
+    .bind(attempt)
+    .bind(claim.team_id.as_uuid())
+    .bind(claim.replica_id)
+    .execute(&mut *connection)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(ClaimOutcome::Claimed);
+    }
     let row: Option<(String, bool)> = sqlx::query_as(
         "SELECT replica_id, released_at IS NOT NULL FROM run_claims WHERE run_id = $1 AND attempt = $2",
     )
     .bind(claim.run_id.as_uuid())
     .bind(attempt)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *connection)
     .await?;
-    Ok(row.map(|(by, released)| {
-        if by == claim.replica_id && !released {
-            ClaimOutcome::AlreadyMine
-        } else {
-            ClaimOutcome::Taken { by }
-        }
-    }))
+    Ok(row.map_or(
+        ClaimOutcome::Taken { by: String::new() },
+        |(by, released)| holder_outcome(claim, by, released),
+    ))
 }

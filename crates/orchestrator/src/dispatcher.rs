@@ -52,6 +52,7 @@ fn ticket_of(request: &RunRequested, trace: TraceContext) -> Ticket {
         priority: request.priority,
         submitted_at: request.submitted_at,
         not_before: request.not_before,
+        queued_at: Utc::now(),
         trace,
     }
 }
@@ -64,6 +65,13 @@ async fn sleep_until(at: Option<DateTime<Utc>>) {
             tokio::time::sleep(wait).await;
         }
         None => std::future::pending().await,
+    }
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -148,7 +156,10 @@ impl Dispatcher {
 
 impl State {
     fn next_wake(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut due = self.scheduler.next_due(now);
+        let mut due = earliest(
+            self.scheduler.next_due(now),
+            self.scheduler.next_reason_due(now),
+        );
         let recheck = self.scheduler.is_blocked() && self.scheduler.waiting_count() > 0;
         if let Some(paused) = self.claims_paused_until {
             due = Some(due.map_or(paused, |d| d.min(paused)));
@@ -390,13 +401,14 @@ impl State {
                 )
             })
             .collect();
+        // Confirmed together: the dispatcher waits once, not once per run.
+        let sink = &self.env.sink;
+        let mut sends = Vec::with_capacity(reasons.len());
         for (attempt, reason) in reasons {
             self.told.insert(attempt.run_id, reason.clone());
-            self.env
-                .sink
-                .status(attempt, RunState::Scheduling, Some(reason), None)
-                .await;
+            sends.push(sink.status(attempt, RunState::Scheduling, Some(reason), None));
         }
+        futures_util::future::join_all(sends).await;
     }
 
     async fn skip_cancelled(

@@ -25,6 +25,8 @@ pub struct Ticket {
     pub submitted_at: DateTime<Utc>,
     /// Not before this time (a retry's backoff).
     pub not_before: Option<DateTime<Utc>>,
+    /// When this replica first queued it (kept when a refused claim puts it back).
+    pub queued_at: DateTime<Utc>,
     /// The trace the run's work belongs to (carried for the reports about it).
     pub trace: TraceContext,
 }
@@ -36,6 +38,10 @@ impl Ticket {
 }
 
 type Key = (Reverse<Priority>, DateTime<Utc>, u64);
+
+/// A run is told why it waits once it has waited this long: most runs of a busy
+/// evaluation wait a few milliseconds for a slot, and saying so would cost a report each.
+pub const TELL_AFTER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 
 /// Waiting runs, each with a payload (the delivery to ack later).
 pub struct Scheduler<T> {
@@ -192,13 +198,22 @@ impl<T> Scheduler<T> {
             .min()
     }
 
-    /// Why each waiting run that is due has not started, in words a person understands.
-    /// (A retry held back by its backoff already said why.)
+    /// When the next waiting run will have waited [`TELL_AFTER`] (and so gets a reason).
+    pub fn next_reason_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.waiting
+            .values()
+            .map(|(ticket, _)| ticket.queued_at + TELL_AFTER)
+            .filter(|at| *at > now)
+            .min()
+    }
+
+    /// Why each waiting run that is due and has waited [`TELL_AFTER`] has not started, in
+    /// words a person understands. (A retry held back by its backoff already said why.)
     pub fn waiting_reasons(&self, now: DateTime<Utc>) -> Vec<(&Ticket, String)> {
         let full = self.running.len() >= self.capacity;
         self.waiting
             .values()
-            .filter(|(ticket, _)| ticket.due(now))
+            .filter(|(ticket, _)| ticket.due(now) && now - ticket.queued_at >= TELL_AFTER)
             .map(|(ticket, _)| {
                 let reason = if let Some(refusal) = self.blocked_platform {
                     refusal.to_string()
@@ -232,6 +247,7 @@ mod tests {
             priority,
             submitted_at: DateTime::from_timestamp(secs, 0).expect("valid"),
             not_before: None,
+            queued_at: DateTime::from_timestamp(secs, 0).expect("valid"),
             trace: TraceContext::new_root(),
         }
     }
@@ -290,6 +306,20 @@ mod tests {
         );
         s.finished(first.run_id);
         assert_eq!(s.next_startable(now()).map(|(_, p)| p), Some("b"));
+    }
+
+    #[test]
+    fn a_run_is_told_why_it_waits_only_once_it_has_waited_a_while() {
+        let team = TeamId::new();
+        let mut s = Scheduler::new(0);
+        let mut t = ticket(team, Priority::Normal, 0);
+        t.queued_at = now();
+        s.enqueue(t, "a");
+        assert!(s.waiting_reasons(now()).is_empty(), "not yet");
+        assert_eq!(s.next_reason_due(now()), Some(now() + TELL_AFTER));
+        let later = now() + TELL_AFTER;
+        assert_eq!(s.waiting_reasons(later).len(), 1);
+        assert_eq!(s.next_reason_due(later), None);
     }
 
     #[test]
