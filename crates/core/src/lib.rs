@@ -9,6 +9,7 @@
 pub mod access;
 pub mod error;
 pub mod event;
+pub mod histogram;
 pub mod ids;
 pub mod messages;
 pub mod replica;

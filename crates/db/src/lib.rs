@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod replicas;
 pub mod results;
 pub mod rows;
+pub mod run_pages;
 pub mod schema;
 pub mod sessions;
 pub mod system;

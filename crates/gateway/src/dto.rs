@@ -66,8 +66,31 @@ pub struct EvaluationOut {
     #[serde(flatten)]
     pub summary: EvaluationSummaryOut,
     pub spec: EvalSpec,
-    /// In task then epoch order; empty when read with `runs=false`.
+    /// The first page of runs in task then epoch order (all of them for an evaluation
+    /// of up to 100 runs); empty when read with `runs=false`.
     pub runs: Vec<RunSnapshot>,
+    /// Pass as `cursor` to `GET /api/v1/evaluations/{id}/runs` for the runs after
+    /// `runs`; absent when `runs` holds them all.
+    pub runs_next_cursor: Option<String>,
+}
+
+/// One page of an evaluation's runs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunListOut {
+    pub items: Vec<RunSnapshot>,
+    /// Pass as `cursor` for the next page (with the same `sort` and `state`); absent on
+    /// the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The distribution of one score's values over an evaluation's runs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistogramOut {
+    pub name: String,
+    /// Values counted (runs that reported this score).
+    pub count: u64,
+    /// Equal-width bins from the smallest to the largest value, at most 30.
+    pub bins: Vec<airlock_core::histogram::Bin>,
 }
 
 /// One page of evaluations, newest first.

@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, evaluations, login, me, runs, stream, system, team, tokens};
+use crate::routes::{
+    audit, evaluation_runs, evaluations, login, me, runs, stream, system, team, tokens,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +19,8 @@ use crate::routes::{audit, evaluations, login, me, runs, stream, system, team, t
         evaluations::list,
         evaluations::read,
         evaluations::cancel,
+        evaluation_runs::list,
+        evaluation_runs::score_histogram,
         runs::read,
         runs::events,
         stream::stream,

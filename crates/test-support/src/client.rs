@@ -144,10 +144,29 @@ impl Api {
         reply.body["id"].as_str().expect("id").to_owned()
     }
 
+    /// The evaluation with every run in `runs`: the first page it carries, then the rest
+    /// read through the paged runs endpoint.
     pub async fn evaluation(&self, id: &str) -> Value {
         let reply = self.get(&format!("/api/v1/evaluations/{id}")).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        reply.body
+        let mut evaluation = reply.body;
+        let mut cursor = evaluation["runs_next_cursor"].as_str().map(str::to_owned);
+        while let Some(after) = cursor {
+            let page = self
+                .get(&format!(
+                    "/api/v1/evaluations/{id}/runs?limit=1000&cursor={after}"
+                ))
+                .await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            if let (Some(runs), Some(more)) = (
+                evaluation["runs"].as_array_mut(),
+                page.body["items"].as_array(),
+            ) {
+                runs.extend(more.iter().cloned());
+            }
+            cursor = page.body["next_cursor"].as_str().map(str::to_owned);
+        }
+        evaluation
     }
 
     /// Waits until the evaluation reaches a terminal status; returns it.

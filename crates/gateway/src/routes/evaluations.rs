@@ -7,6 +7,7 @@ use airlock_core::{
     ErrorCode, EvalSpec, EvaluationId, EvaluationStatus, RunId, RunState, TraceContext,
 };
 use airlock_db::evaluations::{EvaluationFilter, EvaluationOrder, NewEvaluation, NewRun};
+use airlock_db::run_pages::RunFilter;
 use airlock_db::{Evaluation, OutboxMessage};
 use airlock_mq::topology;
 use axum::extract::rejection::BytesRejection;
@@ -25,6 +26,7 @@ use crate::auth::Caller;
 use crate::dto::{CancelOut, EvaluationListOut, EvaluationOut, EvaluationSummaryOut};
 use crate::error::{ApiError, ApiResult, ErrorOut};
 use crate::request_context::RequestTrace;
+use crate::routes::evaluation_runs::{self, FIRST_PAGE, task_cursor};
 use airlock_core::Scope;
 
 pub fn router() -> Router<AppState> {
@@ -131,8 +133,15 @@ pub async fn submit(
         finished_at: None,
         spec,
     };
+    // The answer carries the first page of runs, like a read; the rest are paged.
+    let first_page = runs.len().min(FIRST_PAGE as usize);
+    let runs_next_cursor = (runs.len() > first_page).then(|| {
+        let last = &runs[first_page - 1];
+        task_cursor(last.task_index, last.epoch)
+    });
     let runs = runs
         .into_iter()
+        .take(first_page)
         .map(|run| RunSnapshot {
             id: run.id,
             evaluation_id: id,
@@ -153,6 +162,7 @@ pub async fn submit(
         summary: EvaluationSummaryOut::from(&evaluation),
         spec: evaluation.spec,
         runs,
+        runs_next_cursor,
     };
     let mut response_headers = HeaderMap::new();
     if let Ok(location) = format!("/api/v1/evaluations/{id}").parse() {
@@ -409,12 +419,12 @@ pub(crate) async fn visible_evaluation(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReadQuery {
-    /// Include the runs (default true); `false` leaves `runs` empty, for a client that
-    /// takes them from the stream's snapshot instead.
+    /// Include the first page of runs (default true); `false` leaves `runs` empty, for a
+    /// client that pages them from `/runs` or takes them from the stream.
     runs: Option<bool>,
 }
 
-/// Read one evaluation with its runs and score aggregates.
+/// Read one evaluation with its score aggregates and its first page of runs.
 #[utoipa::path(
     get,
     path = "/api/v1/evaluations/{id}",
@@ -437,16 +447,21 @@ pub async fn read(
     let Query(query) = query?;
     let evaluation = visible_evaluation(&state, &caller, &id).await?;
     let id = evaluation.id;
-    let runs = if query.runs.unwrap_or(true) {
-        state.db.runs_of(id).await?
+    let (runs, runs_next_cursor) = if query.runs.unwrap_or(true) {
+        let first = RunFilter {
+            limit: FIRST_PAGE,
+            ..RunFilter::default()
+        };
+        evaluation_runs::page(&state, id, &first).await?
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let scores = state.db.scores_of(id).await?;
     Ok(Json(EvaluationOut {
         summary: EvaluationSummaryOut::new(&evaluation, scores),
         spec: evaluation.spec,
         runs,
+        runs_next_cursor,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The REST and WebSocket API, one module per resource.
 
 pub mod audit;
+pub mod evaluation_runs;
 pub mod evaluations;
 pub mod login;
 pub mod me;
@@ -17,6 +18,7 @@ use crate::AppState;
 pub fn api_router() -> Router<AppState> {
     Router::new()
         .merge(evaluations::router())
+        .merge(evaluation_runs::router())
         .merge(runs::router())
         .merge(stream::router())
         .merge(me::router())
