@@ -15,7 +15,7 @@ cargo build --release --bins
 
 replicas() {
   cargo test --release -p airlock-e2e --test scale_out -- --ignored --nocapture --test-threads=1 \
-    bench_drain_and_takeover 2>&1 | grep -E '^(drain|takeover):'
+    bench_drain_and_takeover 2>&1 | grep -oE '(drain|takeover): .*'
 }
 
 case "${1:-}" in

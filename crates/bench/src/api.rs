@@ -1,8 +1,11 @@
 //! The gateway's REST API as the bench uses it: errors are values, never panics.
 
 use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use airlock_core::RunState;
 
@@ -136,6 +139,46 @@ impl Api {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// An evaluation's WebSocket stream, read frame by frame.
+pub struct Stream {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Stream {
+    /// The next JSON frame; None when the server closed the stream.
+    pub async fn next(&mut self, limit: Duration) -> Result<Option<Value>> {
+        loop {
+            let frame = tokio::time::timeout(limit, self.socket.next())
+                .await
+                .context("no WebSocket frame within the time limit")?;
+            match frame {
+                Some(Ok(Message::Text(text))) => return Ok(Some(serde_json::from_str(&text)?)),
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+impl Api {
+    /// Opens the evaluation's stream (every event, from the start).
+    pub async fn stream(&self, evaluation_id: &str) -> Result<Stream> {
+        let url = format!(
+            "{}/api/v1/evaluations/{evaluation_id}/stream",
+            self.base.replacen("http", "ws", 1)
+        );
+        let mut request = url.into_client_request()?;
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse()?);
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Stream { socket })
     }
 }
 

@@ -21,8 +21,17 @@ pub struct Args {
     /// Output lines of the chatty run.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub events: u64,
+    /// Runs of the one large evaluation (tasks x epochs); 0 skips that phase.
+    #[arg(long, default_value_t = 10_000)]
+    pub large_runs: u64,
+    /// Chatty runs at once in the multi-run events phase; 0 skips that phase.
+    #[arg(long, default_value_t = 8)]
+    pub chatty_runs: u64,
+    /// Output lines of each of those runs.
+    #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chatty_lines: u64,
     /// The orchestrator's slots (AIRLOCK_MAX_CONCURRENT_RUNS).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub capacity: u64,
     /// The worker's line rate limit for the chatty run, passed to the orchestrator as
     /// AIRLOCK_SANDBOX_MAX_LINES_PER_SEC; 0 means none.

@@ -6,8 +6,12 @@
 //!    CPU), with request latency;
 //! 2. submission -> `scheduling` and submission -> `starting` latency, one evaluation at
 //!    a time so capacity is always free;
+//!    and to `running` and to the run's first line on the evaluation's WebSocket;
 //! 3. events per second from a chatty run's worker to PostgreSQL, read through the API;
-//! 4. each service's resident memory when idle and its peak during 1-3.
+//! 4. events per second from many chatty runs at once, with every run's order checked;
+//! 5. each service's resident memory when idle and its peak during 1-4;
+//! 6. one evaluation of 10,000 runs: its POST, its drain rate, paging through its runs,
+//!    and each service's peak resident memory meanwhile.
 //!
 //! Everything is removed at the end (services stopped, database dropped, virtual host
 //! deleted), also on error or Ctrl-C; the services' logs are kept. Run it as root (the
@@ -168,11 +172,31 @@ async fn measure(platform: &mut Platform, args: &Args) -> Result<Report> {
     };
     eprintln!("phase 3: one run writing {} lines", args.events);
     let events = phases::events::run(&api, args.events).await?;
+    let chatty = if args.chatty_runs > 0 {
+        eprintln!(
+            "phase 4: {} runs at once writing {} lines each",
+            args.chatty_runs, args.chatty_lines
+        );
+        Some(phases::chatty::run(&api, args.chatty_runs, args.chatty_lines).await?)
+    } else {
+        None
+    };
     let peak = sampler.stop();
+    let large = if args.large_runs > 0 {
+        eprintln!(
+            "phase 5: one evaluation of {} runs of /bin/true",
+            args.large_runs
+        );
+        Some(phases::large::run(&api, args.large_runs, platform.pids.clone()).await?)
+    } else {
+        None
+    };
     Ok(Report {
         submissions,
         latency,
         events,
+        chatty,
+        large,
         line_limit,
         limit_configurable,
         idle,

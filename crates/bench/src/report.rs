@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use airlock_test_support::Service;
 
+use crate::phases::chatty::Chatty;
+use crate::phases::large::Large;
 use crate::phases::{events::Events, latency::Latency, submissions::Submissions};
 use crate::platform::SERVICES;
 
@@ -14,6 +16,8 @@ pub struct Report {
     pub submissions: Submissions,
     pub latency: Latency,
     pub events: Events,
+    pub chatty: Option<Chatty>,
+    pub large: Option<Large>,
     /// The worker's line limit during the chatty run (None: no limit).
     pub line_limit: Option<u64>,
     /// Whether the orchestrator let the bench set that limit.
@@ -78,6 +82,22 @@ impl Report {
             l.starting.len(),
             l.samples,
         );
+        let _ = writeln!(
+            out,
+            "submission -> running      median {:>9}  p99 {:>9}  ({} of {} samples)",
+            ms(percentile(&l.running, 0.5)),
+            ms(percentile(&l.running, 0.99)),
+            l.running.len(),
+            l.samples,
+        );
+        let _ = writeln!(
+            out,
+            "submission -> first line on the WebSocket  median {:>9}  p99 {:>9}  ({} of {} samples)",
+            ms(percentile(&l.first_event, 0.5)),
+            ms(percentile(&l.first_event, 0.99)),
+            l.first_event.len(),
+            l.samples,
+        );
         for problem in l.problems.iter().take(5) {
             let _ = writeln!(out, "  problem: {problem}");
         }
@@ -115,6 +135,24 @@ impl Report {
                  program wrote faster than the pipeline drained; the rate is over the events kept"
             );
         }
+        if let Some(c) = &self.chatty {
+            let _ = writeln!(
+                out,
+                "events/s from {} runs at once {:>7.0}   ({} events persisted in {:.2} s, each `seq 1 {}`, {} succeeded)",
+                c.runs,
+                c.per_sec(),
+                c.persisted,
+                c.elapsed.as_secs_f64(),
+                c.lines,
+                c.succeeded,
+            );
+            let order = if c.disorder.is_empty() {
+                "every run's events stored once, in order".to_owned()
+            } else {
+                format!("OUT OF ORDER: {}", c.disorder.join("; "))
+            };
+            let _ = writeln!(out, "  {order}");
+        }
         let _ = writeln!(out, "resident memory (MiB)      idle    peak");
         for service in SERVICES {
             let _ = writeln!(
@@ -124,6 +162,35 @@ impl Report {
                 mib(self.idle.get(&service)),
                 mib(self.peak.get(&service)),
             );
+        }
+        if let Some(l) = &self.large {
+            let _ = writeln!(
+                out,
+                "large evaluation           {} runs: POST {:.2} s ({:.0} KiB answer), drained {:.1} runs/s ({:.1} s, {} {} of {} succeeded)",
+                l.runs,
+                l.post.as_secs_f64(),
+                l.answer_bytes as f64 / 1024.0,
+                l.drain_per_sec(),
+                l.drain.as_secs_f64(),
+                l.status,
+                l.succeeded,
+                l.runs,
+            );
+            let _ = writeln!(
+                out,
+                "  listed {} runs in {} pages in {:.2} s; peak resident memory (MiB) meanwhile:",
+                l.listed,
+                l.pages,
+                l.listing.as_secs_f64(),
+            );
+            for service in SERVICES {
+                let _ = writeln!(
+                    out,
+                    "  {:<24} {:>5}",
+                    service_name(service),
+                    mib(l.peak.get(&service)),
+                );
+            }
         }
         out
     }

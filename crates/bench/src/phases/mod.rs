@@ -1,6 +1,8 @@
 //! The measurements, one module each.
 
+pub mod chatty;
 pub mod events;
+pub mod large;
 pub mod latency;
 pub mod submissions;
 
