@@ -152,10 +152,11 @@ async function main() {
     const scroll = await scrollOnce();
     const sortStart = Date.now();
     await page.getByLabel("Sort by").selectOption("duration_desc");
-    await page.waitForFunction(() => document.querySelector(".runs-table"));
+    // The server sorts: wait for the first page in the new order.
+    await page.getByTestId("runs-shown").getByText(/^200 of 10000 shown$/).waitFor({ timeout: 60000 });
     const sortMs = Date.now() - sortStart;
     console.log(
-      `BENCH evaluation_10k_runs first rows ${median(evalTimes).toFixed(0)} ms (median of 3 loads, from navigation start); scrolling the whole table 900 px per frame: first pass mean frame ${(firstPass.reduce((a, b) => a + b, 0) / firstPass.length).toFixed(1)} ms (p95 ${pct(firstPass, 0.95).toFixed(1)}), second pass mean ${(scroll.reduce((a, b) => a + b, 0) / scroll.length).toFixed(1)} ms (median ${median(scroll).toFixed(1)}, p95 ${pct(scroll, 0.95).toFixed(1)}) over ${scroll.length} frames; re-sort by duration ${sortMs} ms`,
+      `BENCH evaluation_10k_runs first rows ${median(evalTimes).toFixed(0)} ms (median of 3 loads, from navigation start; the first page of 200 runs); scrolling the rows read 900 px per frame (reaching the end reads the next page): first pass mean frame ${(firstPass.reduce((a, b) => a + b, 0) / firstPass.length).toFixed(1)} ms (p95 ${pct(firstPass, 0.95).toFixed(1)}), second pass mean ${(scroll.reduce((a, b) => a + b, 0) / scroll.length).toFixed(1)} ms (median ${median(scroll).toFixed(1)}, p95 ${pct(scroll, 0.95).toFixed(1)}) over ${scroll.length} frames; re-sort by duration on the server ${sortMs} ms`,
     );
 
     // 3. 100,000 log lines streaming into an open run page.

@@ -63,7 +63,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read one evaluation with its runs and score aggregates. */
+        /** Read one evaluation with its score aggregates and its first page of runs. */
         get: operations["read"];
         put?: never;
         post?: never;
@@ -87,6 +87,40 @@ export interface paths {
          *     Idempotent: cancelling again answers the same.
          */
         post: operations["cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List an evaluation's runs, one page at a time. */
+        get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/evaluations/{id}/scores/{name}/histogram": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read the distribution of one score over an evaluation's runs. */
+        get: operations["score_histogram"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -504,6 +538,15 @@ export interface components {
             /** @description Single sign-on through the configured OpenID Connect provider (`/auth/login`). */
             oidc: boolean;
         };
+        /** @description Values in `[lo, hi)`; the last bin also holds `hi`. */
+        Bin: {
+            /** Format: int64 */
+            count: number;
+            /** Format: double */
+            hi: number;
+            /** Format: double */
+            lo: number;
+        };
         /** @description The answer to a cancel request. */
         CancelOut: {
             /**
@@ -577,8 +620,16 @@ export interface components {
         };
         /** @description An evaluation with its spec, runs and score aggregates. */
         EvaluationOut: components["schemas"]["EvaluationSummaryOut"] & {
-            /** @description In task then epoch order; empty when read with `runs=false`. */
+            /**
+             * @description The first page of runs in task then epoch order (all of them for an evaluation
+             *     of up to 100 runs); empty when read with `runs=false`.
+             */
             runs: components["schemas"]["RunSnapshot"][];
+            /**
+             * @description Pass as `cursor` to `GET /api/v1/evaluations/{id}/runs` for the runs after
+             *     `runs`; absent when `runs` holds them all.
+             */
+            runs_next_cursor?: string | null;
             spec: components["schemas"]["EvalSpec"];
         };
         /**
@@ -681,6 +732,17 @@ export interface components {
             message: string;
             /** @description Where, like `tasks[3].id` or `env.AIRLOCK_X`; empty for the document itself. */
             path: string;
+        };
+        /** @description The distribution of one score's values over an evaluation's runs. */
+        HistogramOut: {
+            /** @description Equal-width bins from the smallest to the largest value, at most 30. */
+            bins: components["schemas"]["Bin"][];
+            /**
+             * Format: int64
+             * @description Values counted (runs that reported this score).
+             */
+            count: number;
+            name: string;
         };
         /**
          * @description Which output a log line came from.
@@ -790,6 +852,15 @@ export interface components {
          * @description One task x epoch of an evaluation.
          */
         RunId: string;
+        /** @description One page of an evaluation's runs. */
+        RunListOut: {
+            items: components["schemas"]["RunSnapshot"][];
+            /**
+             * @description Pass as `cursor` for the next page (with the same `sort` and `state`); absent on
+             *     the last page.
+             */
+            next_cursor?: string | null;
+        };
         /** @description A run's row as committed. */
         RunSnapshot: {
             /** Format: int32 */
@@ -1261,8 +1332,8 @@ export interface operations {
         parameters: {
             query?: {
                 /**
-                 * @description Include the runs (default true); `false` leaves `runs` empty, for a client that
-                 *     takes them from the stream's snapshot instead.
+                 * @description Include the first page of runs (default true); `false` leaves `runs` empty, for a
+                 *     client that pages them from `/runs` or takes them from the stream.
                  */
                 runs?: boolean;
             };
@@ -1354,6 +1425,111 @@ export interface operations {
             };
             /** @description The evaluation already finished */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: {
+                /** @description Only runs in these states, comma-separated (like `failed,error,timed_out`). */
+                state?: string;
+                /**
+                 * @description `task` (default: task, then epoch), `duration_desc`, `duration_asc` (runs not
+                 *     finished last), `score_desc:<name>` or `score_asc:<name>` (runs without it last).
+                 */
+                sort?: string;
+                /** @description From `next_cursor` of the previous page, with the same `sort`. */
+                cursor?: string;
+                /** @description Page size, 1 to 1000; default 100. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Evaluation id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of runs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunListOut"];
+                };
+            };
+            /** @description Bad state, sort, cursor or limit */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No valid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No such evaluation in your team */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    score_histogram: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Evaluation id */
+                id: string;
+                /** @description Score name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The histogram (no bins when no run reported the score) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistogramOut"];
+                };
+            };
+            /** @description No valid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description No such evaluation in your team */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

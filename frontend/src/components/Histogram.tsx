@@ -1,9 +1,20 @@
-import { histogram } from "../lib/stats";
+import type { HistogramOut } from "../api/types";
 import { formatNumber } from "../lib/format";
 
-/** The distribution of one score's values as SVG bars. */
-export function Histogram({ values, name, width = 320, height = 120 }: { values: number[]; name: string; width?: number; height?: number }) {
-  const bins = histogram(values);
+/** The distribution of one score's values (the server's bins) as SVG bars. */
+export function Histogram({
+  bins,
+  count,
+  name,
+  width = 320,
+  height = 120,
+}: {
+  bins: HistogramOut["bins"];
+  count: number;
+  name: string;
+  width?: number;
+  height?: number;
+}) {
   if (bins.length === 0) return <p className="muted">No values yet.</p>;
   const pad = { l: 28, r: 6, t: 6, b: 20 };
   const w = width - pad.l - pad.r;
@@ -19,7 +30,7 @@ export function Histogram({ values, name, width = 320, height = 120 }: { values:
         height={height}
         viewBox={`0 0 ${width} ${height}`}
         role="img"
-        aria-label={`Distribution of ${name}: ${values.length} values from ${formatNumber(lo)} to ${formatNumber(hi)}`}
+        aria-label={`Distribution of ${name}: ${count} values from ${formatNumber(lo)} to ${formatNumber(hi)}`}
       >
         <line x1={pad.l} y1={pad.t + h} x2={pad.l + w} y2={pad.t + h} className="axis" />
         <line x1={pad.l} y1={pad.t} x2={pad.l} y2={pad.t + h} className="axis" />

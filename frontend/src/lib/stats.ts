@@ -76,29 +76,3 @@ export function perTaskDiffs(aRuns: RunSnapshot[], bRuns: RunSnapshot[], score: 
     return { task, a, b, delta: a && b ? b.mean - a.mean : null };
   });
 }
-
-export interface Bin {
-  lo: number;
-  hi: number;
-  count: number;
-}
-
-/** Equal-width bins (√n rule, 1–30 bins); one bin when every value is the same. */
-export function histogram(values: number[], maxBins = 30): Bin[] {
-  if (values.length === 0) return [];
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of values) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  if (min === max) return [{ lo: min, hi: max, count: values.length }];
-  const n = Math.max(1, Math.min(maxBins, Math.ceil(Math.sqrt(values.length))));
-  const width = (max - min) / n;
-  const bins: Bin[] = Array.from({ length: n }, (_, i) => ({ lo: min + i * width, hi: min + (i + 1) * width, count: 0 }));
-  for (const v of values) {
-    const i = Math.min(n - 1, Math.floor((v - min) / width));
-    bins[i].count++;
-  }
-  return bins;
-}

@@ -11,9 +11,12 @@ import type {
 export interface EvaluationLive {
   summary: EvaluationSummary;
   scores: ScoreSummary[];
+  /** The newest snapshot seen of each run, from pages read and the stream's run frames. */
   runs: Map<string, RunSnapshot>;
   /** Bumped whenever `runs` changes (the map is updated in place for speed). */
   runsVersion: number;
+  /** Snapshot frames received: one per (re)connection of the stream. */
+  snapshots: number;
 }
 
 export type Frame = { type: string } & Record<string, unknown>;
@@ -21,7 +24,7 @@ export type Frame = { type: string } & Record<string, unknown>;
 export function fromEvaluation(e: Evaluation): EvaluationLive {
   const runs = new Map<string, RunSnapshot>();
   for (const r of e.runs) runs.set(r.id, r);
-  return { summary: e, scores: sortScores(e.scores ?? []), runs, runsVersion: 1 };
+  return { summary: e, scores: sortScores(e.scores ?? []), runs, runsVersion: 1, snapshots: 0 };
 }
 
 export function sortScores(scores: ScoreSummary[]): ScoreSummary[] {
@@ -39,6 +42,18 @@ export function mergeScores(current: ScoreSummary[], changed: ScoreSummary[]): S
 /** Whether `incoming` should replace `current`: of two snapshots, the higher seq is newer. */
 export function isNewerRun(incoming: RunSnapshot, current: RunSnapshot | undefined): boolean {
   return !current || incoming.seq > current.seq;
+}
+
+/** Takes in runs read from a page, keeping whichever snapshot of each run is newer. */
+export function mergeRuns(state: EvaluationLive, runs: RunSnapshot[]): EvaluationLive {
+  let changed = false;
+  for (const r of runs) {
+    if (isNewerRun(r, state.runs.get(r.id))) {
+      state.runs.set(r.id, r);
+      changed = true;
+    }
+  }
+  return changed ? { ...state, runsVersion: state.runsVersion + 1 } : state;
 }
 
 /** The timing fields an `evaluation` frame carries, where it carries them. */
@@ -70,6 +85,7 @@ export function applyFrame(state: EvaluationLive, frame: Frame): EvaluationLive 
         summary: { ...state.summary, ...summary },
         scores: sortScores((frame.scores as ScoreSummary[]) ?? state.scores),
         runsVersion: state.runsVersion + (runsChanged ? 1 : 0),
+        snapshots: state.snapshots + 1,
       };
     }
     case "run": {

@@ -1,6 +1,7 @@
 import { useMemo, useState } from "react";
 import { api } from "../api/client";
-import type { Evaluation, EvaluationList } from "../api/types";
+import { evaluationWithRuns } from "../api/runs";
+import type { EvaluationList } from "../api/types";
 import { Link, navigate, useLocation, useTitle } from "../router";
 import { Empty, ErrorBox, Field, Loading, StatusBadge, useAsync } from "../components/common";
 import { formatMeanStderr, formatNumber } from "../lib/format";
@@ -59,8 +60,8 @@ function Comparison({ a, b }: { a: string; b: string }) {
   const data = useAsync(
     (signal) =>
       Promise.all([
-        api<Evaluation>(`/api/v1/evaluations/${encodeURIComponent(a)}`, { signal }),
-        api<Evaluation>(`/api/v1/evaluations/${encodeURIComponent(b)}`, { signal }),
+        evaluationWithRuns(a, signal),
+        evaluationWithRuns(b, signal),
       ]),
     `${a}|${b}`,
   );

@@ -1,6 +1,6 @@
-import { useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import { api } from "../api/client";
-import type { Evaluation, RunSnapshot, RunState } from "../api/types";
+import type { Evaluation, HistogramOut, RunSnapshot, ScoreSummary } from "../api/types";
 import { RUN_STATES } from "../api/types";
 import { Link, navigate, useTitle } from "../router";
 import { useSession } from "../auth/session";
@@ -20,7 +20,9 @@ import {
 } from "../components/common";
 import { Histogram } from "../components/Histogram";
 import { VirtualList } from "../components/VirtualList";
-import { applyFrame, fromEvaluation, type EvaluationLive, type Frame } from "../live/evaluationState";
+import { applyFrame, fromEvaluation, mergeRuns, type EvaluationLive, type Frame } from "../live/evaluationState";
+import { usePagedRuns } from "../live/usePagedRuns";
+import { matching, RUN_PAGE, type RunFilter, type RunSort } from "../lib/runQuery";
 import { useLiveSocket } from "../live/useLiveSocket";
 import { useFrameBatch } from "../live/useFrameBatch";
 import { durationBetween, formatDuration, formatNumber, formatTime, runsDone } from "../lib/format";
@@ -47,7 +49,9 @@ export function EvaluationPage({ id }: { id: string }) {
 function EvaluationView({ initial }: { initial: Evaluation }) {
   const [live, setLive] = useState<EvaluationLive>(() => fromEvaluation(initial));
   const onFrame = useFrameBatch((frames: Frame[]) => setLive((s) => frames.reduce(applyFrame, s)));
-  const status = useLiveSocket(`/api/v1/evaluations/${initial.id}/stream?events=none&runs=true`, onFrame);
+  // Runs come from the paged runs endpoint; the stream carries their changes.
+  const status = useLiveSocket(`/api/v1/evaluations/${initial.id}/stream?events=none`, onFrame);
+  const onRuns = (runs: RunSnapshot[]) => setLive((s) => mergeRuns(s, runs));
   const [actionError, setActionError] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
   // Viewers read; researchers and admins also submit and cancel.
@@ -170,8 +174,8 @@ function EvaluationView({ initial }: { initial: Evaluation }) {
         )}
       </dl>
       <SpecView spec={initial.spec} />
-      <ScoresSection live={live} />
-      <RunsSection live={live} now={now} />
+      <ScoresSection evaluationId={e.id} scores={live.scores} />
+      <RunsSection live={live} now={now} onRuns={onRuns} />
     </div>
   );
 }
@@ -209,27 +213,15 @@ function SpecView({ spec }: { spec: unknown }) {
   );
 }
 
-function ScoresSection({ live }: { live: EvaluationLive }) {
-  const version = useThrottled(live.runsVersion, live.runs.size > 2000 ? 500 : 0);
-  const values = useMemo(() => {
-    const m = new Map<string, number[]>();
-    for (const r of live.runs.values()) {
-      for (const [k, v] of Object.entries(r.scores ?? {})) {
-        if (!m.has(k)) m.set(k, []);
-        m.get(k)!.push(v);
-      }
-    }
-    return m;
-    // The map is updated in place; runsVersion says when.
-  }, [version, live.runs]);
+function ScoresSection({ evaluationId, scores }: { evaluationId: string; scores: ScoreSummary[] }) {
   return (
     <section aria-labelledby="scores-h">
       <h2 id="scores-h">Scores</h2>
-      {live.scores.length === 0 ? (
+      {scores.length === 0 ? (
         <Empty>No scores reported yet.</Empty>
       ) : (
         <div className="scores-grid">
-          {live.scores.map((s) => (
+          {scores.map((s) => (
             <div className="card score-card" key={s.name} data-testid="score-card" data-name={s.name}>
               <h3>{s.name}</h3>
               <table className="compact">
@@ -256,7 +248,7 @@ function ScoresSection({ live }: { live: EvaluationLive }) {
                   </tr>
                 </tbody>
               </table>
-              <Histogram name={s.name} values={values.get(s.name) ?? []} />
+              <ScoreHistogram evaluationId={evaluationId} score={s} />
             </div>
           ))}
         </div>
@@ -265,57 +257,41 @@ function ScoresSection({ live }: { live: EvaluationLive }) {
   );
 }
 
-type SortKey = "order" | "duration_desc" | "duration_asc" | `score_desc:${string}` | `score_asc:${string}`;
-
-function runDuration(r: RunSnapshot, now: number): number {
-  return durationBetween(r.started_at, r.finished_at, now) ?? -1;
+/** The server's histogram of one score, read again (at most once a second) as its count grows. */
+function ScoreHistogram({ evaluationId, score }: { evaluationId: string; score: ScoreSummary }) {
+  const count = useThrottled(score.count, 1000);
+  const [histogram, setHistogram] = useState<HistogramOut | null>(null);
+  useEffect(() => {
+    const ctrl = new AbortController();
+    api<HistogramOut>(`/api/v1/evaluations/${encodeURIComponent(evaluationId)}/scores/${encodeURIComponent(score.name)}/histogram`, {
+      signal: ctrl.signal,
+    })
+      .then(setHistogram)
+      .catch(() => {
+        // Keep the last histogram; the next count change reads it again.
+      });
+    return () => ctrl.abort();
+  }, [evaluationId, score.name, count]);
+  return <Histogram name={score.name} bins={histogram?.bins ?? []} count={histogram?.count ?? 0} />;
 }
 
-function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
-  const [stateFilter, setStateFilter] = useState<RunState | "" | "waiting" | "problems">("");
-  const [sort, setSort] = useState<SortKey>("order");
+function RunsSection({ live, now, onRuns }: { live: EvaluationLive; now: number; onRuns: (runs: RunSnapshot[]) => void }) {
+  const [stateFilter, setStateFilter] = useState<RunFilter>("");
+  const [sort, setSort] = useState<RunSort>("order");
   const scoreNames = live.scores.map((s) => s.name);
+  const e = live.summary;
+  const counts = e.counts as Record<string, number | undefined>;
+  const paged = usePagedRuns(e.id, stateFilter, sort, live.snapshots, onRuns);
 
-  // Large evaluations re-sort at most a few times a second while runs change.
-  const version = useThrottled(live.runsVersion, live.runs.size > 2000 ? 250 : 0);
-  const all = useMemo(
-    () => [...live.runs.values()],
+  // Rows are the pages read, in the server's order, each shown as its newest snapshot.
+  // A run that changes state stays in place until the filter or sort is chosen again.
+  const version = useThrottled(live.runsVersion, paged.ids.length > 2000 ? 250 : 0);
+  const rows = useMemo(
+    () => paged.ids.map((id) => live.runs.get(id)).filter((r): r is RunSnapshot => !!r),
     // The map is updated in place; runsVersion says when.
-    [version, live.runs],
+    [paged.ids, version, live.runs],
   );
-  const counts = useMemo(() => {
-    const c: Record<string, number> = {};
-    for (const r of all) c[r.state] = (c[r.state] ?? 0) + 1;
-    return c;
-  }, [all]);
-
-  // Durations of running runs change every second; sorting uses the time of the last change.
-  const sortNow = sort.startsWith("duration") ? now : 0;
-  const rows = useMemo(() => {
-    let rs = all;
-    if (stateFilter === "waiting") rs = rs.filter((r) => r.state === "queued" || r.state === "scheduling");
-    else if (stateFilter === "problems") rs = rs.filter((r) => r.state === "failed" || r.state === "error" || r.state === "timed_out");
-    else if (stateFilter) rs = rs.filter((r) => r.state === stateFilter);
-    const byOrder = (a: RunSnapshot, b: RunSnapshot) => (a.task_id === b.task_id ? a.epoch - b.epoch : a.task_id < b.task_id ? -1 : 1);
-    const t = sortNow || Date.now();
-    let cmp: (a: RunSnapshot, b: RunSnapshot) => number = byOrder;
-    if (sort === "duration_desc") cmp = (a, b) => runDuration(b, t) - runDuration(a, t) || byOrder(a, b);
-    else if (sort === "duration_asc") cmp = (a, b) => runDuration(a, t) - runDuration(b, t) || byOrder(a, b);
-    else if (sort.startsWith("score_")) {
-      const [dir, name] = sort.split(":");
-      const sign = dir === "score_desc" ? -1 : 1;
-      const val = (r: RunSnapshot) => r.scores?.[name];
-      cmp = (a, b) => {
-        const va = val(a);
-        const vb = val(b);
-        if (va === undefined && vb === undefined) return byOrder(a, b);
-        if (va === undefined) return 1;
-        if (vb === undefined) return -1;
-        return sign * (va - vb) || byOrder(a, b);
-      };
-    }
-    return [...rs].sort(cmp);
-  }, [all, stateFilter, sort, sortNow]);
+  const total = matching(stateFilter, e.counts, e.run_count);
 
   const renderRow = (i: number) => {
     const r = rows[i];
@@ -353,8 +329,8 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
       <div className="section-head">
         <h2 id="runs-h">Runs</h2>
         <Field id="runs-state" label="Show">
-          <select id="runs-state" value={stateFilter} onChange={(e) => setStateFilter(e.target.value as typeof stateFilter)}>
-            <option value="">All ({all.length})</option>
+          <select id="runs-state" value={stateFilter} onChange={(ev) => setStateFilter(ev.target.value as RunFilter)}>
+            <option value="">All ({e.run_count})</option>
             <option value="waiting">Waiting ({(counts.queued ?? 0) + (counts.scheduling ?? 0)})</option>
             <option value="problems">Failed, error or timed out ({(counts.failed ?? 0) + (counts.error ?? 0) + (counts.timed_out ?? 0)})</option>
             {RUN_STATES.map((s) => (
@@ -365,10 +341,10 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
           </select>
         </Field>
         <Field id="runs-sort" label="Sort by">
-          <select id="runs-sort" value={sort} onChange={(e) => setSort(e.target.value as SortKey)}>
+          <select id="runs-sort" value={sort} onChange={(ev) => setSort(ev.target.value as RunSort)}>
             <option value="order">Task, epoch</option>
-            <option value="duration_desc">Duration, longest first</option>
-            <option value="duration_asc">Duration, shortest first</option>
+            <option value="duration_desc">Duration, longest finished first</option>
+            <option value="duration_asc">Duration, shortest finished first</option>
             {scoreNames.flatMap((n) => [
               <option key={`d${n}`} value={`score_desc:${n}`}>
                 {n}, highest first
@@ -379,12 +355,13 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
             ])}
           </select>
         </Field>
-        <span className="muted" role="status">
-          {rows.length} shown
+        <span className="muted" role="status" data-testid="runs-shown">
+          {rows.length === total ? `${total} shown` : `${rows.length} of ${total} shown`}
         </span>
       </div>
+      {paged.error !== null && <ErrorBox error={paged.error} onRetry={paged.loadMore} />}
       {rows.length === 0 ? (
-        <Empty>No run in this state.</Empty>
+        paged.loading || live.snapshots === 0 ? <Loading what="Loading the runs" /> : <Empty>No run in this state.</Empty>
       ) : (
         <VirtualList
           role="table"
@@ -394,6 +371,7 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
           rowHeight={34}
           height={Math.min(560, rows.length * 34 + 36)}
           renderRow={renderRow}
+          onAtBottomChange={(atBottom) => atBottom && paged.more && paged.loadMore()}
           header={
             <div className="run-row run-head" role="row">
               <span role="columnheader" className="c-task">Task</span>
@@ -405,6 +383,13 @@ function RunsSection({ live, now }: { live: EvaluationLive; now: number }) {
             </div>
           }
         />
+      )}
+      {paged.more && (
+        <p>
+          <button type="button" className="secondary" onClick={paged.loadMore} disabled={paged.loading}>
+            {paged.loading ? "Loading…" : `Show ${Math.min(RUN_PAGE, total - rows.length)} more`}
+          </button>
+        </p>
       )}
     </section>
   );

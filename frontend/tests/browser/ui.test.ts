@@ -226,6 +226,31 @@ timeout: 1m
   });
 });
 
+describe("a large evaluation", () => {
+  it("reads its runs a page at a time and filters them on the server", async () => {
+    const name = unique("large");
+    const tasks = ["a", "b", "c", "d", "e"].map((t) => `  - {id: ${t}}`).join("\n");
+    const e = await submit(`name: ${name}\nimage: alpine\ncommand: ["sleep", "600"]\nepochs: 50\ntasks:\n${tasks}\n`);
+    expect(e.runs).toHaveLength(100);
+    const page = await signedIn(browser, `/evaluations/${e.id}`);
+    try {
+      await page.getByTestId("runs-shown").getByText("200 of 250 shown").waitFor();
+      await page.getByRole("button", { name: "Show 50 more" }).click();
+      await page.getByTestId("runs-shown").getByText("250 shown").waitFor();
+      expect(await page.getByRole("button", { name: /more$/ }).count()).toBe(0);
+      // The stack runs two at once: the filter asks the server for those two.
+      await until("two runs running", async () => (await call<Evaluation>("GET", `/api/v1/evaluations/${e.id}?runs=false`)).json.counts.running === 2);
+      await page.locator("#runs-state").selectOption("running");
+      await page.getByTestId("runs-shown").getByText("2 shown").waitFor();
+      expect(await page.locator('[data-testid="run-row"][data-state="running"]').count()).toBe(2);
+    } finally {
+      await call("POST", `/api/v1/evaluations/${e.id}/cancel`);
+      await page.context().close();
+    }
+    await finished(e.id);
+  });
+});
+
 describe("starter templates", () => {
   it("are accepted by the server", async () => {
     for (const t of TEMPLATES) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Evaluation, RunSnapshot } from "../../src/api/types";
-import { applyFrame, applyListUpdate, fromEvaluation, isNewerRun, mergeScores } from "../../src/live/evaluationState";
+import { applyFrame, applyListUpdate, fromEvaluation, isNewerRun, mergeRuns, mergeScores } from "../../src/live/evaluationState";
 
 function run(id: string, state: string, seq: number, extra: Partial<RunSnapshot> = {}): RunSnapshot {
   return {
@@ -54,6 +54,18 @@ describe("run snapshots", () => {
     expect(c.runs.get("r1")!.state).toBe("succeeded");
     expect(c.runs.get("r2")!.state).toBe("queued");
     expect(c.runsVersion).toBeGreaterThan(b.runsVersion);
+  });
+
+  it("read from a page never undo a newer run frame", () => {
+    const s = fromEvaluation(evaluation([]));
+    // A run frame arrives while the page holding that run is being read.
+    const live = applyFrame(s, { type: "run", run: run("r1", "running", 6) });
+    const merged = mergeRuns(live, [run("r1", "queued", 1), run("r2", "succeeded", 8)]);
+    expect(merged.runs.get("r1")!.state).toBe("running");
+    expect(merged.runs.get("r2")!.state).toBe("succeeded");
+    expect(merged.runsVersion).toBeGreaterThan(live.runsVersion);
+    // The same page again changes nothing.
+    expect(mergeRuns(merged, [run("r2", "succeeded", 8)])).toBe(merged);
   });
 
   it("without seqs, never replace a terminal state by a live one", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { RunSnapshot } from "../../src/api/types";
-import { aggregate, histogram, perTaskDiffs, scoreDeltas } from "../../src/lib/stats";
+import { aggregate, perTaskDiffs, scoreDeltas } from "../../src/lib/stats";
 import { runReason } from "../../src/lib/reasons";
 import { formatDuration, formatMeanStderr, headlineScore } from "../../src/lib/format";
 
@@ -35,14 +35,6 @@ describe("stats", () => {
       ["t2", null],
       ["t3", null],
     ]);
-  });
-
-  it("histogram bins every value", () => {
-    const vals = Array.from({ length: 100 }, (_, i) => i / 99);
-    const bins = histogram(vals);
-    expect(bins).toHaveLength(10);
-    expect(bins.reduce((n, b) => n + b.count, 0)).toBe(100);
-    expect(histogram([1, 1, 1])).toEqual([{ lo: 1, hi: 1, count: 3 }]);
   });
 });
 
