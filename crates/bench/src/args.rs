@@ -24,8 +24,9 @@ pub struct Args {
     /// Runs of the one large evaluation (tasks x epochs); 0 skips that phase.
     #[arg(long, default_value_t = 10_000)]
     pub large_runs: u64,
-    /// Chatty runs at once in the multi-run events phase; 0 skips that phase.
-    #[arg(long, default_value_t = 8)]
+    /// Chatty runs at once in the multi-run events phase (epochs of one evaluation, so
+    /// at most 100); 0 skips that phase.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub chatty_runs: u64,
     /// Output lines of each of those runs.
     #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -37,8 +37,9 @@ impl Large {
 }
 
 pub async fn run(api: &Api, runs: u64, pids: Pids) -> Result<Large> {
-    let tasks = runs.min(100);
-    let epochs = runs.div_ceil(tasks);
+    // An evaluation holds at most 100 epochs; the rest are tasks.
+    let epochs = runs.min(100);
+    let tasks = runs.div_ceil(epochs);
     let runs = tasks * epochs;
     let mut spec = super::spec("bench-large", &["true"], "5m");
     spec["epochs"] = json!(epochs);
