@@ -78,3 +78,31 @@ for _ in $(seq 1 120); do
 done
 wait_port 5672 RabbitMQ
 log "PostgreSQL, RabbitMQ, bubblewrap and Prometheus are ready"
+
+# A real Kubernetes API server for the Kubernetes tests (etcd, kube-apiserver, kubectl
+# in the envtest layout): KUBEBUILDER_ASSETS when set; otherwise the envtest archive named
+# by AIRLOCK_ENVTEST_ARCHIVE or found beside the checkout (../shared/k8s/envtest.tar.xz)
+# is unpacked once into target/envtest. With it the tests must use it
+# (AIRLOCK_REQUIRE_KUBE_APISERVER=1); without it they say they skipped.
+if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
+  envtest_dir="$PWD/target/envtest/envtest"
+  if [ ! -x "$envtest_dir/kube-apiserver" ]; then
+    for archive in "${AIRLOCK_ENVTEST_ARCHIVE:-}" "$PWD/../shared/k8s/envtest.tar.xz" /work/shared/k8s/envtest.tar.xz; do
+      if [ -n "$archive" ] && [ -f "$archive" ]; then
+        log "unpacking the Kubernetes API server for tests from $archive"
+        mkdir -p "$PWD/target/envtest"
+        tar -xJf "$archive" -C "$PWD/target/envtest"
+        break
+      fi
+    done
+  fi
+  if [ -x "$envtest_dir/kube-apiserver" ]; then
+    export KUBEBUILDER_ASSETS="$envtest_dir"
+  fi
+fi
+if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+  export AIRLOCK_REQUIRE_KUBE_APISERVER=1
+  log "Kubernetes API server for tests: $KUBEBUILDER_ASSETS"
+else
+  log "no Kubernetes API server for tests (set KUBEBUILDER_ASSETS): those tests will skip"
+fi

@@ -432,27 +432,15 @@ async fn pod_log(
             ),
         });
     }
-    let flag = |name: &str| params.get(name).is_some_and(|v| v == "true" || v == "1");
-    let since = match params.get("sinceTime") {
-        Some(text) => match chrono::DateTime::parse_from_rfc3339(text) {
-            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
-            Err(_) => {
-                return failure(Failure {
-                    code: 400,
-                    reason: "BadRequest",
-                    message: format!("invalid sinceTime {text}"),
-                });
-            }
-        },
-        None => params
-            .get("sinceSeconds")
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(|s| chrono::Utc::now() - chrono::Duration::seconds(s)),
-    };
-    let query = LogQuery {
-        follow: flag("follow"),
-        timestamps: flag("timestamps"),
-        since,
+    let query = match LogQuery::from_params(&params) {
+        Ok(query) => query,
+        Err(message) => {
+            return failure(Failure {
+                code: 400,
+                reason: "BadRequest",
+                message,
+            });
+        }
     };
     let stream = state.logs.clone().stream(log_key, query);
     Response::builder()

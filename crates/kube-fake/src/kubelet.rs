@@ -1,4 +1,5 @@
-//! The kubelet (and scheduler) of the fake cluster's one node: it places each new pod
+//! The kubelet (and scheduler) of the fake cluster's one node (or of a real API
+//! server's node, through [`crate::real`]): it places each new pod
 //! (or marks it unschedulable), "pulls" its images, runs its init containers and its
 //! first container as processes on this machine, serves their output as container logs,
 //! and enforces `activeDeadlineSeconds`, the memory limit (OOMKilled) and deletion.
@@ -134,12 +135,15 @@ struct PodRef {
 
 impl PodRef {
     /// Whether the node still runs the pod: it exists and was not evicted.
+    /// (A pod being deleted gracefully, on a real API server, no longer runs.)
     fn runs_here(&self) -> bool {
         self.state
             .store
             .get(Resource::Pods, &self.ns, &self.name)
             .is_some_and(|p| {
-                p["metadata"]["uid"] == self.uid.as_str() && p["status"]["reason"] != "Evicted"
+                p["metadata"]["uid"] == self.uid.as_str()
+                    && p["status"]["reason"] != "Evicted"
+                    && p["metadata"]["deletionTimestamp"].is_null()
             })
     }
 
@@ -152,6 +156,9 @@ impl PodRef {
                     change(pod);
                 }
             });
+        if let Some(remote) = &self.state.remote {
+            remote.changed(&self.state, &self.name);
+        }
     }
 
     fn container_status(&self, field: &str, container: &Value, image: &str, state: Value) {
@@ -249,7 +256,7 @@ async fn run_pod(state: Arc<ClusterState>, options: Arc<KubeletOptions>, ns: Str
     }
     let started = tokio::time::Instant::now();
     pod_ref.update(|p| {
-        p["spec"]["nodeName"] = json!("fake-node");
+        p["spec"]["nodeName"] = json!(state.remote.as_ref().map_or("fake-node", |r| r.node()));
         p["status"]["startTime"] = json!(now_rfc3339());
         p["status"]["hostIP"] = json!("10.0.0.1");
         p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]);
@@ -268,7 +275,19 @@ async fn run_pod(state: Arc<ClusterState>, options: Arc<KubeletOptions>, ns: Str
     match outcome {
         Outcome::Waiting => {}
         // Gone, or evicted: an evicted pod's containers were killed.
-        Outcome::Deleted => pod_ref.update(terminate_containers),
+        Outcome::Deleted => {
+            pod_ref.update(terminate_containers);
+            // A real API server keeps a pod being deleted until its kubelet says it stopped.
+            if let Some(remote) = &pod_ref.state.remote
+                && pod_ref
+                    .state
+                    .store
+                    .get(Resource::Pods, &pod_ref.ns, &pod_ref.name)
+                    .is_some_and(|p| p["metadata"]["deletionTimestamp"].is_string())
+            {
+                remote.finalize(&pod_ref.name).await;
+            }
+        }
         Outcome::DeadlineExceeded => pod_ref.update(|p| {
             p["status"]["phase"] = json!("Failed");
             p["status"]["reason"] = json!("DeadlineExceeded");

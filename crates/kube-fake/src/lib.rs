@@ -1,6 +1,8 @@
-//! A fake Kubernetes cluster for tests, so the real kube client can be exercised without
-//! a cluster: an API server speaking the real HTTP API (pods and networkpolicies: create,
-//! get, list with label selectors, watch with resourceVersion semantics including 410
+//! Kubernetes for tests. [`RealCluster`] is a namespace and a node of a real
+//! kube-apiserver ([`envtest`]) whose kubelet runs pods on this machine; the rest of this
+//! crate is a fake cluster, kept for faults a real API server cannot be made to show
+//! (an API server that goes away, watches cut, history compacted, evictions): an API
+//! server speaking the real HTTP API (pods and networkpolicies: create, get, list with label selectors, watch with resourceVersion semantics including 410
 //! Gone, delete, the pod status subresource and pods/log with follow), an admission
 //! check of the Pod Security Standards "restricted" profile, and a kubelet loop that
 //! advances pods Pending -> Running -> Succeeded/Failed by running their containers'
@@ -11,14 +13,18 @@
 
 mod admission;
 mod api;
+pub mod envtest;
 mod kubelet;
+mod kubelet_logs;
 mod logs;
 mod quantity;
+mod real;
 mod selector;
 mod store;
 
 pub use admission::restricted_violations;
 pub use kubelet::KubeletOptions;
+pub use real::RealCluster;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -39,6 +45,8 @@ pub(crate) struct ClusterState {
     pub store: Store,
     pub logs: Arc<Logs>,
     pub processes: kubelet::Processes,
+    /// Set when the kubelet serves a real API server: where its writes go.
+    pub remote: Option<Arc<real::Remote>>,
 }
 
 impl FakeCluster {
@@ -48,6 +56,7 @@ impl FakeCluster {
             store: Store::new(),
             logs: Arc::new(Logs::default()),
             processes: kubelet::Processes::default(),
+            remote: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

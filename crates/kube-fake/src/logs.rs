@@ -41,6 +41,30 @@ pub struct LogQuery {
     pub since: Option<DateTime<Utc>>,
 }
 
+impl LogQuery {
+    /// From the query parameters of a log request (`follow`, `timestamps`, `sinceTime`,
+    /// `sinceSeconds`); `Err` says what is wrong.
+    pub fn from_params(params: &HashMap<String, String>) -> Result<Self, String> {
+        let flag = |name: &str| params.get(name).is_some_and(|v| v == "true" || v == "1");
+        let since = match params.get("sinceTime") {
+            Some(text) => Some(
+                DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| format!("invalid sinceTime {text}"))?
+                    .with_timezone(&Utc),
+            ),
+            None => params
+                .get("sinceSeconds")
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(|s| Utc::now() - chrono::Duration::seconds(s)),
+        };
+        Ok(Self {
+            follow: flag("follow"),
+            timestamps: flag("timestamps"),
+            since,
+        })
+    }
+}
+
 impl Logs {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Log>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)

@@ -284,6 +284,36 @@ impl Store {
         Some(object)
     }
 
+    /// Keeps a copy of an object another API server holds, as it is there: inserted when
+    /// new (ADDED), otherwise changed by `merge` (MODIFIED).
+    pub fn mirror(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        object: Value,
+        merge: impl FnOnce(&mut Value, Value),
+    ) {
+        let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        let mut inner = self.lock();
+        inner.version += 1;
+        let key = (resource, namespace.to_owned(), name.clone());
+        let (kind, stored) = match inner.objects.get_mut(&key) {
+            Some(current) => {
+                merge(current, object);
+                ("MODIFIED", current.clone())
+            }
+            None => {
+                inner.objects.insert(key, object.clone());
+                *inner.created.entry(resource).or_default() += 1;
+                if resource == Resource::Pods {
+                    inner.creation_times.push((name, Utc::now()));
+                }
+                ("ADDED", object)
+            }
+        };
+        self.record(&mut inner, resource, namespace, kind, stored);
+    }
+
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
         let mut inner = self.lock();
         let mut object =

@@ -1,7 +1,9 @@
 //! The Kubernetes runtime through the sandbox runtime seam, with the real kube client
-//! against the fake API server: creation is idempotent (AlreadyExists is the existing
-//! pod), the pod is listed by its labels, its output is the worker's stream, its end is
-//! seen by the watcher, and a stopped pod reports `stopped`.
+//! against a real kube-apiserver (Pod Security `restricted` enforced, the test playing
+//! the kubelet) and against the fake API server: creation is idempotent (AlreadyExists
+//! is the existing pod), the pod is listed by its labels, its output is the worker's
+//! stream read through pods/log, its end is seen by the watcher, and a stopped pod
+//! reports `stopped` and is gone.
 
 use airlock_core::event::{EventBody, WorkerEvent};
 use airlock_core::spec::Resources;
@@ -10,7 +12,7 @@ use airlock_orchestrator::runtime::kubernetes::KubernetesRuntime;
 use airlock_orchestrator::runtime::kubernetes::config::KubernetesConfig;
 use airlock_orchestrator::runtime::{Created, SandboxRequest, SandboxRuntime};
 use airlock_test_support::eventually;
-use airlock_test_support::kubernetes::{self, FakeCluster, NAMESPACE, WORKER_IMAGE};
+use airlock_test_support::kubernetes::{self, FakeCluster, NAMESPACE, RealCluster, WORKER_IMAGE};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,13 +26,11 @@ struct Cli {
     kubernetes: KubernetesConfig,
 }
 
-async fn runtime(cluster: &FakeCluster) -> Arc<KubernetesRuntime> {
-    let url = cluster.url().parse().expect("url");
-    let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+async fn runtime(client: kube::Client, namespace: &str) -> Arc<KubernetesRuntime> {
     let config = Cli::parse_from([
         "test",
         "--k8s-namespace",
-        NAMESPACE,
+        namespace,
         "--k8s-worker-image",
         WORKER_IMAGE,
     ])
@@ -38,6 +38,20 @@ async fn runtime(cluster: &FakeCluster) -> Arc<KubernetesRuntime> {
     KubernetesRuntime::with_client(client, &config, CancellationToken::new())
         .await
         .expect("runtime")
+}
+
+fn fake_client(cluster: &FakeCluster) -> kube::Client {
+    let url = cluster.url().parse().expect("url");
+    kube::Client::try_from(kube::Config::new(url)).expect("client")
+}
+
+/// The real API server's cluster, or `None` (and a note) where this machine has none.
+async fn real_cluster() -> Option<RealCluster> {
+    let cluster = RealCluster::start(kubernetes::kubelet()).await;
+    if cluster.is_none() {
+        eprintln!("skipped: no kube-apiserver here (set KUBEBUILDER_ASSETS; see crates/kube-fake)");
+    }
+    cluster
 }
 
 fn request(script: &str) -> SandboxRequest {
@@ -59,9 +73,22 @@ fn request(script: &str) -> SandboxRequest {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn creation_is_idempotent_and_a_pod_is_followed_to_its_end() {
+async fn on_a_real_api_server_creation_is_idempotent_and_a_pod_is_followed_to_its_end() {
+    let Some(cluster) = real_cluster().await else {
+        return;
+    };
+    let runtime = runtime(cluster.client(), cluster.namespace()).await;
+    followed_to_its_end(&runtime, || cluster.pods_created()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_fake_api_server_creation_is_idempotent_and_a_pod_is_followed_to_its_end() {
     let cluster = FakeCluster::start(kubernetes::kubelet()).await;
-    let runtime = runtime(&cluster).await;
+    let runtime = runtime(fake_client(&cluster), NAMESPACE).await;
+    followed_to_its_end(&runtime, || cluster.pods_created()).await;
+}
+
+async fn followed_to_its_end(runtime: &KubernetesRuntime, pods_created: impl Fn() -> u64) {
     let request = request("echo hello; exit 3");
     let name = request.sandbox_name();
     assert_eq!(
@@ -73,8 +100,14 @@ async fn creation_is_idempotent_and_a_pod_is_followed_to_its_end() {
         Created::Existing,
         "AlreadyExists is the pod that exists"
     );
-    assert_eq!(cluster.pods_created(), 1);
-    // The list is the watcher's cache, which follows the create shortly.
+    // The kubelet (and the runtime's list, the watcher's cache) see the create shortly.
+    eventually(
+        "the pod at the kubelet",
+        Duration::from_secs(30),
+        || async { (pods_created() >= 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(pods_created(), 1, "one pod");
     eventually("the pod in the list", Duration::from_secs(30), || async {
         let listed = runtime.list().await.expect("list");
         listed
@@ -112,9 +145,30 @@ async fn creation_is_idempotent_and_a_pod_is_followed_to_its_end() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_stopped_pod_is_deleted_and_reports_stopped() {
+async fn on_a_real_api_server_a_stopped_pod_is_deleted_and_reports_stopped() {
+    let Some(cluster) = real_cluster().await else {
+        return;
+    };
+    let runtime = runtime(cluster.client(), cluster.namespace()).await;
+    let name = stopped(&runtime).await;
+    eventually("the pod to be gone", Duration::from_secs(30), || async {
+        cluster.pod(&name).is_none().then_some(())
+    })
+    .await;
+    runtime.remove(&name).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_fake_api_server_a_stopped_pod_is_deleted_and_reports_stopped() {
     let cluster = FakeCluster::start(kubernetes::kubelet()).await;
-    let runtime = runtime(&cluster).await;
+    let runtime = runtime(fake_client(&cluster), NAMESPACE).await;
+    let name = stopped(&runtime).await;
+    assert!(cluster.pod(NAMESPACE, &name).is_none());
+    runtime.remove(&name).await.expect("remove");
+}
+
+/// Stops a running pod; returns its name once `wait` said it was stopped.
+async fn stopped(runtime: &KubernetesRuntime) -> String {
     let request = request("sleep 600");
     let name = request.sandbox_name();
     runtime.create(&request).await.expect("create");
@@ -122,7 +176,6 @@ async fn a_stopped_pod_is_deleted_and_reports_stopped() {
     runtime.stop(&name).await.expect("stop");
     let exit = runtime.wait(&name).await.expect("wait");
     assert!(exit.stopped, "{exit:?}");
-    assert!(cluster.pod(NAMESPACE, &name).is_none());
     drop(output);
-    runtime.remove(&name).await.expect("remove");
+    name
 }

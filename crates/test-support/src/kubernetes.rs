@@ -1,9 +1,10 @@
-//! The platform with the Kubernetes runtime, against a fake cluster
-//! ([`airlock_kube_fake`]): the orchestrator's real kube client talks HTTP to the fake
-//! API server, whose kubelet runs every pod's containers on this machine (the worker
-//! image's `/airlock-worker` is the built worker).
+//! The platform with the Kubernetes runtime, against a real kube-apiserver
+//! ([`RealCluster`]) or the fake cluster ([`FakeCluster`], for faults a real one cannot
+//! show): the orchestrator's real kube client talks to the API server, whose kubelet runs
+//! every pod's containers on this machine (the worker image's `/airlock-worker` is the
+//! built worker).
 
-pub use airlock_kube_fake::{FakeCluster, KubeletOptions};
+pub use airlock_kube_fake::{FakeCluster, KubeletOptions, RealCluster};
 
 use crate::stack::{Service, Stack, StackOptions};
 
@@ -41,6 +42,43 @@ pub fn orchestrator_env(
     .into_iter()
     .map(|(k, v)| (Service::Orchestrator, k.to_owned(), v))
     .collect()
+}
+
+/// The orchestrator's environment for a namespace of the real API server.
+pub fn real_orchestrator_env(
+    cluster: &RealCluster,
+    dir: &std::path::Path,
+) -> Vec<(Service, String, String)> {
+    let kubeconfig = cluster.write_kubeconfig(dir);
+    [
+        ("AIRLOCK_RUNTIME", "kubernetes".to_owned()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("AIRLOCK_K8S_NAMESPACE", cluster.namespace().to_owned()),
+        ("AIRLOCK_K8S_WORKER_IMAGE", WORKER_IMAGE.to_owned()),
+        ("AIRLOCK_K8S_RUNTIME_CLASS", "gvisor".to_owned()),
+        ("AIRLOCK_K8S_DELETE_GRACE_SECS", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (Service::Orchestrator, k.to_owned(), v))
+    .collect()
+}
+
+/// Starts the platform on a namespace of the real API server; `None` (with a note on
+/// stderr) where this machine has no API server.
+pub async fn start_real(
+    mut options: StackOptions,
+    kubelet: KubeletOptions,
+) -> Option<(RealCluster, Stack)> {
+    let Some(cluster) = RealCluster::start(kubelet).await else {
+        eprintln!("skipped: no kube-apiserver here (set KUBEBUILDER_ASSETS; see crates/kube-fake)");
+        return None;
+    };
+    let dir = std::env::temp_dir().join(format!("airlock-kube-{}", uuid::Uuid::new_v4().simple()));
+    let mut env = real_orchestrator_env(&cluster, &dir);
+    env.append(&mut options.env);
+    options.env = env;
+    let stack = Stack::start(options).await;
+    Some((cluster, stack))
 }
 
 /// Starts a fake cluster and the platform on it. Settings in `options.env` come after
