@@ -14,6 +14,7 @@ pub mod ids;
 pub mod messages;
 pub mod replica;
 pub mod run_status;
+pub mod sandbox_env;
 pub mod score;
 pub mod spec;
 pub mod state;

@@ -20,10 +20,10 @@ use airlock_core::event::MAX_MESSAGE_BYTES;
 
 /// Prefix of the variables meant for the worker; they are removed from the program's
 /// environment.
-pub const WORKER_PREFIX: &str = "AIRLOCK_WORKER_";
+pub use airlock_core::sandbox_env::WORKER_PREFIX;
 
 /// Where the program appends its event lines; passed through to the program.
-pub const EVENTS_VAR: &str = "AIRLOCK_EVENTS";
+pub use airlock_core::sandbox_env::EVENTS as EVENTS_VAR;
 
 const DEFAULT_KILL_GRACE_MS: u64 = 2000;
 const DEFAULT_MAX_LINES_PER_SEC: u64 = 2000;
@@ -66,7 +66,7 @@ impl Config {
                 }
             }
         };
-        let timeout = number("AIRLOCK_WORKER_TIMEOUT_SECS", 0)?;
+        let timeout = number(airlock_core::sandbox_env::WORKER_TIMEOUT_SECS, 0)?;
         let max_line_bytes = number("AIRLOCK_WORKER_MAX_LINE_BYTES", MAX_MESSAGE_BYTES as u64)?;
         if max_line_bytes == 0 {
             return Err("AIRLOCK_WORKER_MAX_LINE_BYTES must be at least 1".to_owned());

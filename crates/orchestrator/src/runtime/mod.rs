@@ -3,6 +3,7 @@
 //! hardened pod per attempt) sit behind the same trait, so the rest of the platform
 //! cannot tell them apart.
 
+pub mod environment;
 pub mod kubernetes;
 pub mod local;
 

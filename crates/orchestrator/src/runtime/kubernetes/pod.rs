@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use super::config::KubernetesConfig;
 use crate::runtime::SandboxRequest;
+use crate::runtime::environment::{Layout, environment};
 
 pub const MANAGED_BY: &str = "airlock.dev/managed-by";
 pub const MANAGED_BY_VALUE: &str = "airlock";
@@ -133,45 +134,17 @@ fn equal_requirements(pairs: &[(&str, String)]) -> ResourceRequirements {
     }
 }
 
-/// The environment of the main container: a fixed base, the spec's variables, then
-/// Airlock's (which always win).
-fn environment(request: &SandboxRequest) -> Vec<EnvVar> {
-    let base = [
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ),
-        ("HOME", SCRATCH_DIR.to_owned()),
-        ("TMPDIR", "/tmp".to_owned()),
-        ("LANG", "C.UTF-8".to_owned()),
-    ];
-    let airlock = [
-        ("AIRLOCK_RUN_ID", request.run_id.to_string()),
-        ("AIRLOCK_EVALUATION_ID", request.evaluation_id.to_string()),
-        ("AIRLOCK_TASK_ID", request.task_id.clone()),
-        ("AIRLOCK_EPOCH", request.epoch.to_string()),
-        ("AIRLOCK_TASK_INPUT", format!("{INPUT_DIR}/input.json")),
-        (
-            "AIRLOCK_WORKER_TIMEOUT_SECS",
-            request.timeout_secs.to_string(),
-        ),
-    ];
-    let mut env: Vec<(String, String)> = base
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    env.extend(request.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(airlock.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    env.extend(request.worker_env.iter().cloned());
-    // Later entries win, as in the local runtime.
-    let mut seen = std::collections::HashSet::new();
-    let mut unique: Vec<(String, String)> = env
-        .into_iter()
-        .rev()
-        .filter(|(k, _)| seen.insert(k.clone()))
-        .collect();
-    unique.reverse();
-    unique
+/// The environment of the main container ([`environment`]), with this runtime's paths;
+/// the worker makes the events fifo itself.
+fn container_env(request: &SandboxRequest) -> Vec<EnvVar> {
+    let input = format!("{INPUT_DIR}/input.json");
+    let layout = Layout {
+        path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        home: SCRATCH_DIR,
+        input: &input,
+        events: None,
+    };
+    environment(request, &layout)
         .into_iter()
         .map(|(name, value)| EnvVar {
             name,
@@ -197,7 +170,7 @@ pub fn build(template: &PodTemplate, request: &SandboxRequest, name: &str) -> Po
         image: Some(request.image.clone()),
         command: Some(command),
         working_dir: Some(SCRATCH_DIR.into()),
-        env: Some(environment(request)),
+        env: Some(container_env(request)),
         resources: Some(equal_requirements(&main_resources)),
         security_context: Some(restricted_container_context(true)),
         volume_mounts: Some(vec![

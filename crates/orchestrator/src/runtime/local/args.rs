@@ -5,6 +5,7 @@
 //! and its command, so the isolation it sets up can be checked without running anything.
 
 use crate::runtime::SandboxRequest;
+use crate::runtime::environment::{Layout, environment};
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -97,36 +98,17 @@ pub(crate) struct SandboxPaths<'a> {
     pub worker: &'a Path,
 }
 
-/// The complete environment of the sandbox, in order: the fixed base, the spec's
-/// variables, then the worker's `AIRLOCK_*` variables (which therefore always win).
+/// The complete environment of the sandbox ([`environment`]), with this runtime's paths.
 pub(crate) fn sandbox_env(request: &SandboxRequest) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        ("HOME", SCRATCH_INSIDE),
-        ("TMPDIR", "/tmp"),
-        ("LANG", "C.UTF-8"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    env.extend(request.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend([
-        ("AIRLOCK_RUN_ID".to_owned(), request.run_id.to_string()),
-        (
-            "AIRLOCK_EVALUATION_ID".to_owned(),
-            request.evaluation_id.to_string(),
-        ),
-        ("AIRLOCK_TASK_ID".to_owned(), request.task_id.clone()),
-        ("AIRLOCK_EPOCH".to_owned(), request.epoch.to_string()),
-        ("AIRLOCK_TASK_INPUT".to_owned(), INPUT_INSIDE.to_owned()),
-        ("AIRLOCK_EVENTS".to_owned(), EVENTS_INSIDE.to_owned()),
-        (
-            "AIRLOCK_WORKER_TIMEOUT_SECS".to_owned(),
-            request.timeout_secs.to_string(),
-        ),
-    ]);
-    env.extend(request.worker_env.iter().cloned());
-    env
+    environment(
+        request,
+        &Layout {
+            path: "/usr/local/bin:/usr/bin:/bin",
+            home: SCRATCH_INSIDE,
+            input: INPUT_INSIDE,
+            events: Some(EVENTS_INSIDE),
+        },
+    )
 }
 
 /// The arguments of `bwrap` (without the program name) that run the worker with
