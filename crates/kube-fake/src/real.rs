@@ -239,6 +239,20 @@ impl RealCluster {
         self.state.store.creation_times(Resource::Pods)
     }
 
+    /// A count, usable from any task, of the pods whose containers run now (phase
+    /// `Running` as the kubelet set it).
+    pub fn live_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let (state, namespace) = (self.state.clone(), self.namespace.clone());
+        move || {
+            state
+                .store
+                .list(Resource::Pods, &namespace)
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .count()
+        }
+    }
+
     /// When each pod's `Running` phase was sent to the API server, by name.
     pub fn running_times(&self) -> HashMap<String, chrono::DateTime<chrono::Utc>> {
         self.remote

@@ -13,12 +13,11 @@
 
 use airlock_core::RunState;
 use airlock_core::event::WorkerEvent;
-use airlock_core::messages::{RunEvents, RunReport, RunStatusChange};
-use chrono::Utc;
+use airlock_core::messages::{RunEvents, RunReport};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-use crate::reports::{Attempt, ReportSink};
+use crate::reports::{Attempt, ReportSink, status_report};
 
 /// Reports queued ahead of the broker's confirms.
 const QUEUE: usize = 64;
@@ -90,25 +89,7 @@ impl ReportStream {
         exit_code: Option<i32>,
         urgent: bool,
     ) {
-        let attempt = self.attempt;
-        tracing::info!(
-            run_id = %attempt.run_id,
-            evaluation_id = %attempt.evaluation_id,
-            attempt = attempt.attempt,
-            trace_id = %attempt.trace.trace_id(),
-            %state,
-            reason = reason.as_deref().unwrap_or(""),
-            "run state"
-        );
-        let report = RunReport::StatusV1(RunStatusChange {
-            run_id: attempt.run_id,
-            evaluation_id: attempt.evaluation_id,
-            attempt: attempt.attempt,
-            state,
-            reason,
-            exit_code,
-            at: Utc::now(),
-        });
+        let report = status_report(self.attempt, state, reason, exit_code);
         self.push(Some(report), urgent).await;
     }
 
@@ -235,7 +216,9 @@ fn merge_events(batch: Vec<RunReport>) -> Vec<RunReport> {
 mod tests {
     use super::*;
     use airlock_core::event::EventBody;
+    use airlock_core::messages::RunStatusChange;
     use airlock_core::{EvaluationId, RunId};
+    use chrono::Utc;
 
     fn events(run_id: RunId, evaluation_id: EvaluationId, seqs: &[u64]) -> RunReport {
         RunReport::EventsV1(RunEvents {

@@ -100,24 +100,35 @@ impl ReportSink {
         reason: Option<String>,
         exit_code: Option<i32>,
     ) {
-        tracing::info!(
-            run_id = %attempt.run_id,
-            evaluation_id = %attempt.evaluation_id,
-            attempt = attempt.attempt,
-            trace_id = %attempt.trace.trace_id(),
-            %state,
-            reason = reason.as_deref().unwrap_or(""),
-            "run state"
-        );
-        let report = RunReport::StatusV1(RunStatusChange {
-            run_id: attempt.run_id,
-            evaluation_id: attempt.evaluation_id,
-            attempt: attempt.attempt,
-            state,
-            reason,
-            exit_code,
-            at: Utc::now(),
-        });
+        let report = status_report(attempt, state, reason, exit_code);
         self.send(&report, &attempt.trace).await;
     }
+}
+
+/// A status report of `attempt`, logged as the run's state change (the one place both
+/// the sink and an attempt's report stream make one).
+pub(crate) fn status_report(
+    attempt: Attempt,
+    state: RunState,
+    reason: Option<String>,
+    exit_code: Option<i32>,
+) -> RunReport {
+    tracing::info!(
+        run_id = %attempt.run_id,
+        evaluation_id = %attempt.evaluation_id,
+        attempt = attempt.attempt,
+        trace_id = %attempt.trace.trace_id(),
+        %state,
+        reason = reason.as_deref().unwrap_or(""),
+        "run state"
+    );
+    RunReport::StatusV1(RunStatusChange {
+        run_id: attempt.run_id,
+        evaluation_id: attempt.evaluation_id,
+        attempt: attempt.attempt,
+        state,
+        reason,
+        exit_code,
+        at: Utc::now(),
+    })
 }

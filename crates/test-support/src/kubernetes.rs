@@ -30,18 +30,7 @@ pub fn orchestrator_env(
     cluster: &FakeCluster,
     dir: &std::path::Path,
 ) -> Vec<(Service, String, String)> {
-    let kubeconfig = cluster.write_kubeconfig(dir, NAMESPACE);
-    [
-        ("AIRLOCK_RUNTIME", "kubernetes".to_owned()),
-        ("KUBECONFIG", kubeconfig.display().to_string()),
-        ("AIRLOCK_K8S_NAMESPACE", NAMESPACE.to_owned()),
-        ("AIRLOCK_K8S_WORKER_IMAGE", WORKER_IMAGE.to_owned()),
-        ("AIRLOCK_K8S_RUNTIME_CLASS", "gvisor".to_owned()),
-        ("AIRLOCK_K8S_DELETE_GRACE_SECS", "1".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (Service::Orchestrator, k.to_owned(), v))
-    .collect()
+    runtime_env(&cluster.write_kubeconfig(dir, NAMESPACE), NAMESPACE)
 }
 
 /// The orchestrator's environment for a namespace of the real API server.
@@ -49,11 +38,14 @@ pub fn real_orchestrator_env(
     cluster: &RealCluster,
     dir: &std::path::Path,
 ) -> Vec<(Service, String, String)> {
-    let kubeconfig = cluster.write_kubeconfig(dir);
+    runtime_env(&cluster.write_kubeconfig(dir), cluster.namespace())
+}
+
+fn runtime_env(kubeconfig: &std::path::Path, namespace: &str) -> Vec<(Service, String, String)> {
     [
         ("AIRLOCK_RUNTIME", "kubernetes".to_owned()),
         ("KUBECONFIG", kubeconfig.display().to_string()),
-        ("AIRLOCK_K8S_NAMESPACE", cluster.namespace().to_owned()),
+        ("AIRLOCK_K8S_NAMESPACE", namespace.to_owned()),
         ("AIRLOCK_K8S_WORKER_IMAGE", WORKER_IMAGE.to_owned()),
         ("AIRLOCK_K8S_RUNTIME_CLASS", "gvisor".to_owned()),
         ("AIRLOCK_K8S_DELETE_GRACE_SECS", "1".to_owned()),
