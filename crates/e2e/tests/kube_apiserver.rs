@@ -185,7 +185,16 @@ async fn many_pods(runs: usize, per_replica: usize, seconds: u64) {
             .entry(run["state"].as_str().unwrap_or(""))
             .or_default() += 1;
     }
-    assert_eq!(states.get("succeeded"), Some(&total), "{states:?}");
+    let reasons: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| r["state"] != "succeeded")
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert_eq!(
+        states.get("succeeded"),
+        Some(&total),
+        "{states:?}; why: {reasons:?}"
+    );
     // The killed replica's pods are adopted, not made again; only a run it had claimed
     // but not yet made a pod for is retried, as attempt 2.
     let created: Vec<String> = cluster
@@ -218,15 +227,14 @@ async fn many_pods(runs: usize, per_replica: usize, seconds: u64) {
         let seen = events
             .iter()
             .find(|e| e["type"] == "status" && e["state"] == "running");
-        if let Some(seen) = seen.and_then(|e| {
+        let seen = seen.and_then(|e| {
             e["ts"]
                 .as_str()?
                 .parse::<chrono::DateTime<chrono::Utc>>()
                 .ok()
-        }) {
-            if seen < killed_at {
-                lags.push((seen - *at).to_std().unwrap_or_default());
-            }
+        });
+        if let Some(seen) = seen.filter(|seen| *seen < killed_at) {
+            lags.push((seen - *at).to_std().unwrap_or_default());
         }
     }
     let mut api_errors = 0.0;

@@ -91,7 +91,9 @@ async fn while_leader<F, Fut>(
     }
 }
 
-/// One reaper sweep: sandboxes whose attempt nobody holds a claim of are orphans.
+/// One reaper sweep: sandboxes whose attempt nobody holds a claim of are orphans. The
+/// claims of finished sandboxes are read too: a finished pod whose attempt is still
+/// claimed is being read to its end (by its replica, or by a survivor adopting it).
 async fn reap(env: &ExecutionEnv) {
     let sandboxes = match env.runtime.list().await {
         Ok(list) => list,
@@ -100,11 +102,7 @@ async fn reap(env: &ExecutionEnv) {
             return;
         }
     };
-    let attempts: Vec<(RunId, u32)> = sandboxes
-        .iter()
-        .filter(|s| s.alive)
-        .map(|s| (s.run_id, s.attempt))
-        .collect();
+    let attempts: Vec<(RunId, u32)> = sandboxes.iter().map(|s| (s.run_id, s.attempt)).collect();
     let claimed: HashSet<(RunId, u32)> = match env.db.claimed_attempts(&attempts).await {
         Ok(claimed) => claimed.into_iter().collect(),
         Err(error) => {

@@ -1,7 +1,9 @@
 //! The reaper: deletes finished pods once their retention has passed (so an operator can
-//! still inspect them meanwhile), and live Airlock pods whose attempt no orchestrator
-//! replica holds a claim of (orphans; a lost replica's pods keep their claims until a
-//! survivor adopts them). One replica sweeps at a time, the holder of the reaper's
+//! still inspect them meanwhile) and no replica holds their attempt's claim (its
+//! orchestrator, or the survivor adopting a lost replica's pod, may still be reading the
+//! pod's last lines; with a retention of 0 this is what keeps them), and live Airlock
+//! pods whose attempt no orchestrator replica holds a claim of (orphans; a lost
+//! replica's pods keep their claims until a survivor adopts them). One replica sweeps at a time, the holder of the reaper's
 //! leader lease. Every deletion is logged and counted.
 
 use k8s_openapi::api::core::v1::Pod;
@@ -29,7 +31,7 @@ pub fn judge(pod: &Pod, owned: bool, retention: Duration, now: Timestamp) -> Ver
             .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
             .unwrap_or(now);
         let age = now.duration_since(finished).unsigned_abs();
-        return if age >= retention {
+        return if age >= retention && !owned {
             Verdict::DeleteFinished
         } else {
             Verdict::Keep
@@ -81,7 +83,7 @@ mod tests {
     }
 
     #[test]
-    fn finished_pods_wait_out_their_retention_and_orphans_go() {
+    fn finished_pods_wait_out_their_retention_and_their_claim_and_orphans_go() {
         let now: Timestamp = "2026-01-01T00:20:00Z".parse().expect("time");
         let ten = Duration::from_secs(600);
         assert_eq!(
@@ -89,8 +91,18 @@ mod tests {
             Verdict::Keep
         );
         assert_eq!(
-            judge(&pod("Failed", "2026-01-01T00:05:00Z"), true, ten, now),
+            judge(&pod("Failed", "2026-01-01T00:05:00Z"), false, ten, now),
             Verdict::DeleteFinished
+        );
+        assert_eq!(
+            judge(
+                &pod("Failed", "2026-01-01T00:05:00Z"),
+                true,
+                Duration::ZERO,
+                now
+            ),
+            Verdict::Keep,
+            "a claimed pod's last lines may still be read, whatever the retention"
         );
         assert_eq!(
             judge(&pod("Running", "2026-01-01T00:05:00Z"), true, ten, now),
