@@ -124,6 +124,33 @@ impl Api {
         }
     }
 
+    /// Polls an evaluation (every `poll`) until its status is terminal; returns it, read
+    /// without its runs.
+    pub async fn wait_evaluation_finished(
+        &self,
+        id: &str,
+        limit: Duration,
+        poll: Duration,
+    ) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let evaluation = self
+                .get(&format!("/api/v1/evaluations/{id}?runs=false"))
+                .await?;
+            if evaluation["status"]
+                .as_str()
+                .and_then(|s| s.parse::<airlock_core::EvaluationStatus>().ok())
+                .is_some_and(|s| s.is_terminal())
+            {
+                return Ok(evaluation);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("evaluation {id} did not finish within {limit:?}");
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// Polls a run until its state is terminal; returns that state.
     pub async fn wait_run_finished(&self, run_id: &str, limit: Duration) -> Result<RunState> {
         let deadline = tokio::time::Instant::now() + limit;

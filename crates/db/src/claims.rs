@@ -203,11 +203,16 @@ async fn read_limits(connection: &mut sqlx::PgConnection) -> Result<Option<Globa
     )
     .fetch_optional(&mut *connection)
     .await?;
+    Ok(row.map(|(team, platform)| limits_of(team, platform)))
+}
+
+/// The limits as stored (NULL: no limit).
+fn limits_of(team: Option<i32>, platform: Option<i32>) -> GlobalLimits {
     let unsigned = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
-    Ok(row.map(|(team, platform)| GlobalLimits {
+    GlobalLimits {
         per_team: unsigned(team),
         platform: unsigned(platform),
-    }))
+    }
 }
 
 /// Who holds the attempt already (if anyone), and the limits in force, in one query.
@@ -228,14 +233,9 @@ async fn look(
     .fetch_one(pool)
     .await?;
     let (holder, released, team, platform) = row;
-    let unsigned = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
-    let limits = GlobalLimits {
-        per_team: unsigned(team),
-        platform: unsigned(platform),
-    };
     Ok((
         holder.map(|by| holder_outcome(claim, by, released.unwrap_or(false))),
-        limits,
+        limits_of(team, platform),
     ))
 }
 

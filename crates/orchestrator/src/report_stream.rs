@@ -3,8 +3,8 @@
 //! up while the previous one waited for the broker's confirm (a `run_reports.v1` batch
 //! when there is more than one). A report the attempt knows will soon be followed by
 //! another (`*_with_next`: "creating the sandbox" before "starting", the last events
-//! before the final status) waits up to [`LINGER`] for it, so a short run costs two
-//! messages, not five. An attempt never stops for a confirm except where it must know
+//! before the final status) waits up to [`LINGER`] for it, so a short run costs about
+//! three messages, not five. An attempt never stops for a confirm except where it must know
 //! its reports are safe: [`ReportStream::flush`] before the request is acknowledged
 //! without a sandbox and before the attempt's claim is released.
 //!

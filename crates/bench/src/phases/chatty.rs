@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airlock_core::RunState;
 
@@ -43,22 +43,11 @@ pub async fn run(api: &Api, runs: u64, lines: u64) -> Result<Chatty> {
         .iter()
         .filter_map(|r| r["id"].as_str().map(str::to_owned))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let (finished_at, evaluation) = loop {
-        let evaluation = api
-            .get(&format!("/api/v1/evaluations/{id}?runs=false"))
-            .await?;
-        if matches!(
-            evaluation["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
-            break (Utc::now(), evaluation);
-        }
-        if Instant::now() > deadline {
-            bail!("the chatty evaluation did not finish within 30 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let evaluation = api
+        .wait_evaluation_finished(&id, Duration::from_secs(1800), Duration::from_millis(20))
+        .await
+        .context("the chatty evaluation")?;
+    let finished_at = Utc::now();
     let mut persisted = 0;
     let mut first_running: Option<DateTime<Utc>> = None;
     let mut disorder = Vec::new();

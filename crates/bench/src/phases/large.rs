@@ -56,22 +56,10 @@ pub async fn run(api: &Api, runs: u64, pids: Pids) -> Result<Large> {
     let id = body["id"].as_str().context("no id")?.to_owned();
     let answer_bytes = body.to_string().len();
     let drained = Instant::now();
-    let deadline = drained + Duration::from_secs(3600);
-    let finished = loop {
-        let evaluation = api
-            .get(&format!("/api/v1/evaluations/{id}?runs=false"))
-            .await?;
-        if matches!(
-            evaluation["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
-            break evaluation;
-        }
-        if Instant::now() > deadline {
-            bail!("the large evaluation did not finish within an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let finished = api
+        .wait_evaluation_finished(&id, Duration::from_secs(3600), Duration::from_millis(100))
+        .await
+        .context("the large evaluation")?;
     let drain = drained.elapsed();
     let listing_began = Instant::now();
     let (pages, listed) = list_all(api, &id).await?;

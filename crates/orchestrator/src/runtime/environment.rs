@@ -47,15 +47,18 @@ pub fn environment(request: &SandboxRequest, layout: &Layout<'_>) -> Vec<(String
     );
     env.extend(request.worker_env.iter().cloned());
     // Later entries win; each name is kept once, where it first appeared.
-    let mut last = std::collections::HashMap::new();
-    for (index, (name, _)) in env.iter().enumerate() {
-        last.insert(name.clone(), index);
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut unique: Vec<(String, String)> = Vec::with_capacity(env.len());
+    for (name, value) in env {
+        match at.get(&name) {
+            Some(&index) => unique[index].1 = value,
+            None => {
+                at.insert(name.clone(), unique.len());
+                unique.push((name, value));
+            }
+        }
     }
-    let mut seen = std::collections::HashSet::new();
-    env.iter()
-        .filter(|(name, _)| seen.insert(name.clone()))
-        .map(|(name, _)| (name.clone(), env[last[name]].1.clone()))
-        .collect()
+    unique
 }
 
 #[cfg(test)]
